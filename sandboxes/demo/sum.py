@@ -1,0 +1,4 @@
+import sys
+
+numbers = [int(tok) for tok in sys.stdin.read().split()]
+print(sum(numbers))
