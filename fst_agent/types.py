@@ -30,7 +30,7 @@ class _Mutable(BaseModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class ExecutionStatus(str, enum.Enum):
+class ExecutionStatus(enum.StrEnum):
     """How one program run ended.
 
     ``sandbox_error`` is the infrastructure failing (daemon gone, container died, API 5xx): never the
@@ -133,7 +133,7 @@ class TestCase(_Frozen):
         return self
 
 
-class VerdictKind(str, enum.Enum):
+class VerdictKind(enum.StrEnum):
     """The outcome of one test. See :func:`verdict_kind_for` for the mapping from ExecutionStatus."""
 
     PASS = "pass"
@@ -279,7 +279,7 @@ class Context(_Frozen):
     parent_id: str | None = None
 
 
-class EpisodeStatus(str, enum.Enum):
+class EpisodeStatus(enum.StrEnum):
     """Why an episode ended. Only ``sandbox_error`` and ``env_error`` mask the reward."""
 
     SUBMITTED = "submitted"
