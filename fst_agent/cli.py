@@ -14,7 +14,7 @@ from rich.table import Table
 from fst_agent import __version__
 
 app = typer.Typer(name="fst-agent", help="Fast-Slow Training for tool-using code agents.", no_args_is_help=True)
-env_app = typer.Typer(help="Environments: list the registered ones.", no_args_is_help=True)
+env_app = typer.Typer(help="Environments: list the registered ones, scaffold a new one.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Sandboxes: run a program the way tool calls run.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 app.add_typer(sandbox_app, name="sandbox")
@@ -77,6 +77,23 @@ def env_list(
             _stderr().print(f"[red]error:[/red] {err}")
     if found.errors:
         raise typer.Exit(1)
+
+
+@env_app.command("new")
+def env_new(
+    name: Annotated[str, typer.Argument(help="Environment name (lowercase, digits, '-', '_').")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the package folder.")] = Path("."),
+) -> None:
+    """Scaffold a ready-to-install environment package (pyproject with the entry point, an environment
+    class with one tool, a README, a test that passes right away)."""
+    from fst_agent.env.scaffold import scaffold_environment
+
+    try:
+        root = scaffold_environment(name, directory)
+    except (ValueError, FileExistsError) as exc:
+        _stderr().print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    _stdout().print(f"created {root}\nnext: pip install -e {root} && fst-agent env list")
 
 
 @sandbox_app.command("exec")
