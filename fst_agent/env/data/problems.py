@@ -112,15 +112,23 @@ def apps_problem_from_row(row: dict[str, Any]) -> CodeProblem:
         raise ValueError("no tests")
     fn_name = row.get("fn_name") or None
     statement = row["question"]
+    # an explicit list of public test indexes (our offline sets) overrides the statement heuristic
+    explicit = row.get("public_tests")
+    if explicit is not None:
+        explicit = {int(i) for i in _json_list(explicit, "public_tests")}
+        if not explicit or not explicit <= set(range(len(inputs))):
+            raise ValueError(f"`public_tests` must name some of the {len(inputs)} tests, got {sorted(explicit)}")
     tests: list[TestCase] = []
     for i, (inp, out) in enumerate(zip(inputs, outputs, strict=True)):
         if fn_name:
             args = inp if isinstance(inp, list) else [inp]
-            tests.append(TestCase(kind="functional", input=args, expected=out, fn_name=fn_name, name=f"test {i}"))
+            public = explicit is not None and i in explicit
+            tests.append(TestCase(kind="functional", input=args, expected=out, fn_name=fn_name, public=public,
+                                  name=f"test {i}"))
         else:
             inp = "\n".join(inp) if isinstance(inp, list) else inp
             out = "\n".join(out) if isinstance(out, list) else out
-            public = _in_statement(statement, inp)
+            public = i in explicit if explicit is not None else _in_statement(statement, inp)
             tests.append(TestCase(kind="stdin", input=inp, expected=out, public=public, name=f"test {i}"))
     if not any(t.public for t in tests):
         tests[0] = tests[0].model_copy(update={"public": True})
@@ -135,6 +143,7 @@ def apps_problem_from_row(row: dict[str, Any]) -> CodeProblem:
         verified_solutions=_json_list(row["verified_solutions"], "verified_solutions")
         if row.get("verified_solutions") is not None
         else None,
+        wrong_solutions=_json_list(row.get("wrong_solutions", []), "wrong_solutions"),
         difficulty=row.get("difficulty"),
         checker=row.get("checker"),
         metadata={k: row[k] for k in ("split", "problem_id", "url", "notes") if k in row},
@@ -175,6 +184,7 @@ def lcb_problem_from_row(row: dict[str, Any]) -> CodeProblem:
         fn_name=fn_name,
         tests=tests,
         solutions=_json_list(row.get("solutions", []), "solutions"),
+        wrong_solutions=_json_list(row.get("wrong_solutions", []), "wrong_solutions"),
         difficulty=row.get("difficulty"),
         platform=row.get("platform"),
         contest_date=row.get("contest_date"),
