@@ -28,7 +28,10 @@ class AppsConfig(CodeEnvConfig):
         None, description="Keep only these APPS difficulties (introductory, interview, competition); None: all."
     )
     judge_mode: Literal["apps", "lcb"] = Field(
-        "apps", description="Output comparison: `apps` (the APPS harness's lenient rules, default) or `lcb`."
+        "lcb",
+        description="Output comparison: `lcb` (exact lines, the default: a reward must not pay for wrong "
+        "answers) or `apps` (the APPS harness's lenient rules, whose token-set fallbacks accept some wrong "
+        "answers; use it to reproduce APPS numbers).",
     )
 
 
