@@ -17,6 +17,8 @@ debootstrap --variant=minbase --include=python3 bookworm "$root" "$mirror" >/tmp
 chroot "$root" /usr/sbin/groupadd --gid 1000 sandbox
 chroot "$root" /usr/sbin/useradd --uid 1000 --gid 1000 --no-create-home --home-dir /workspace --shell /bin/sh sandbox
 mkdir -p "$root/workspace" && chown 1000:1000 "$root/workspace" && chmod 0700 "$root/workspace"
+# useradd's backups (passwd-, shadow-, ...) are world-readable copies nobody needs inside a sandbox
+rm -f "$root"/etc/passwd- "$root"/etc/group- "$root"/etc/shadow- "$root"/etc/gshadow-
 # apt caches and docs are dead weight inside a sandbox
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
 tar -C "$root" -c . | docker import \
