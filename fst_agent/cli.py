@@ -165,6 +165,299 @@ def _print_execution(result) -> None:  # type: ignore[no-untyped-def]
             out.print(text, markup=False, end="" if text.endswith("\n") else "\n")
 
 
+@app.command()
+def judge(
+    problems_file: Annotated[Path, typer.Argument(metavar="PROBLEMS.jsonl", help="Problems in the normalized JSONL "
+                                                  "(APPS or LiveCodeBench rows).", exists=True, dir_okay=False)],
+    solutions: Annotated[Path | None, typer.Option(help="JSONL rows {\"id\": problem id, \"code\": str}; several "
+                                                   "per id allowed. Default: each problem's reference solutions.",
+                                                   exists=True, dir_okay=False)] = None,
+    mode: Annotated[str, typer.Option(help="Comparison: lcb (LiveCodeBench's rule) or apps (APPS's, lenient).")] = "lcb",
+    backend: Annotated[str, typer.Option(help="local (bubblewrap), docker or e2b.")] = "local",
+    concurrency: Annotated[int, typer.Option(help="Programs judged at once (one sandbox session each).", min=1)] = 4,
+    limit: Annotated[int | None, typer.Option(help="Judge at most this many programs.", min=1)] = None,
+    ids: Annotated[str | None, typer.Option(help="Only these problem ids (comma-separated).")] = None,
+    max_per_problem: Annotated[int | None, typer.Option(help="Without --solutions: at most this many reference "
+                                                        "solutions per problem.", min=1)] = None,
+    per_test_seconds: Annotated[float, typer.Option(help="Wall-clock limit of each test.", min=0.01)] = 6.0,
+    memory_mb: Annotated[int, typer.Option(help="Memory cap of each test's process, MiB.", min=64)] = 1024,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per program, then a summary line.")] = False,
+) -> None:
+    """Judge programs against the problems' tests in a sandbox: a verdict for every test.
+
+    Malformed rows (problems or solutions) are reported on stderr by line number and skipped; the rest
+    is judged. Exits 0 when every row was judged, 1 when some rows were skipped, 2 for bad usage, 3 when
+    the sandbox failed (unavailable, or sandbox_error verdicts).
+    """
+    import time
+
+    from pydantic import ValidationError
+
+    from fst_agent.env.data.problems import load_normalized_jsonl
+    from fst_agent.env.judge import JudgeConfig, read_solutions_jsonl, reference_jobs
+    from fst_agent.sandbox import SandboxUnavailable
+    from fst_agent.sandbox.config import SandboxConfig
+
+    try:
+        config = JudgeConfig(mode=mode, per_test_seconds=per_test_seconds, memory_mb=memory_mb)  # type: ignore[arg-type]
+        sandbox_config = SandboxConfig(backend=backend, pool_size=min(concurrency, 8))  # type: ignore[arg-type]
+    except ValidationError as exc:
+        _stderr().print(f"[red]error:[/red] invalid option: {exc.errors()[0]['loc'][-1]}: {exc.errors()[0]['msg']}")
+        raise typer.Exit(EXIT_USAGE) from None
+    loaded = load_normalized_jsonl(problems_file)
+    row_errors = list(loaded.errors)
+    problems = loaded.problems
+    if ids:
+        wanted = {i.strip() for i in ids.split(",") if i.strip()}
+        unknown = wanted - {p.id for p in problems}
+        if unknown:
+            _stderr().print(f"[yellow]warning:[/yellow] no such problem id: {', '.join(sorted(unknown))}")
+        problems = [p for p in problems if p.id in wanted]
+    if solutions is not None:
+        jobs, sol_errors = read_solutions_jsonl(solutions, problems)
+        row_errors += sol_errors
+    else:
+        jobs = reference_jobs(problems, max_per_problem)
+    jobs = jobs[:limit]
+    from rich.markup import escape
+
+    for err in row_errors:
+        _stderr().print(f"[red]skipped[/red] {escape(str(err))}")
+    started = time.perf_counter()
+    try:
+        summary = asyncio.run(_judge_all(config, sandbox_config, jobs, concurrency, as_json))
+    except SandboxUnavailable as exc:
+        _stderr().print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_SANDBOX_ERROR) from None
+    summary.update({"problems": len({j.problem.id for j in jobs}), "skipped_rows": len(row_errors),
+                    "mode": config.mode, "backend": backend, "seconds": round(time.perf_counter() - started, 3)})
+    if as_json:
+        print(json.dumps({"summary": summary}))
+    else:
+        _stdout().print(
+            f"[bold]{summary['all_passed']}/{summary['solutions']}[/bold] programs passed every test; "
+            f"{summary['tests_passed']}/{summary['tests']} tests passed; verdicts {summary['verdicts']}; "
+            f"{summary['skipped_rows']} rows skipped; {summary['seconds']:.1f} s ({config.mode} mode, {backend})")
+    if summary["verdicts"].get("sandbox_error"):
+        raise typer.Exit(EXIT_SANDBOX_ERROR)
+    if row_errors:
+        raise typer.Exit(1)
+
+
+async def _judge_all(config, sandbox_config, jobs, concurrency: int, as_json: bool) -> dict:  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fst_agent.env.judge import Judge, judge_jobs
+    from fst_agent.sandbox.factory import create_sandbox
+
+    judge_ = Judge(config)
+    sandbox = create_sandbox(sandbox_config)
+    summary: dict = {"solutions": 0, "all_passed": 0, "tests": 0, "tests_passed": 0, "verdicts": {}}
+    table = Table("problem", "#", "passed", "verdicts", "first failure", title="fst-agent judge")
+    progress = Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=_stderr(), transient=True, disable=as_json)
+    try:
+        with progress:
+            task = progress.add_task("judge", total=len(jobs))
+            async for job, report in judge_jobs(judge_, sandbox, jobs, concurrency):
+                summary["solutions"] += 1
+                summary["all_passed"] += int(report.all_passed)
+                summary["tests"] += report.total
+                summary["tests_passed"] += report.passed
+                for kind, n in report.counts().items():
+                    summary["verdicts"][kind] = summary["verdicts"].get(kind, 0) + n
+                if as_json:
+                    row = {"id": job.problem.id, "solution_index": job.solution_index, "passed": report.passed,
+                           "total": report.total, "all_passed": report.all_passed,
+                           "compile_error": report.compile_error,
+                           "verdicts": [v.model_dump(mode="json") for v in report.verdicts]}
+                    print(json.dumps(row), flush=True)
+                else:
+                    bad = next((v for v in report.verdicts if not v.passed), None)
+                    colour = "green" if report.all_passed else "red"
+                    table.add_row(job.problem.id, str(job.solution_index),
+                                  f"[{colour}]{report.passed}/{report.total}[/]",
+                                  ", ".join(f"{k} {n}" for k, n in report.counts().items()),
+                                  f"test {bad.index}: {bad.kind.value}: {bad.message}"[:100] if bad else "")
+                progress.advance(task)
+    finally:
+        await sandbox.close()
+    if not as_json and jobs:
+        _stdout().print(table)
+    return summary
+
+
+@app.command()
+def replay(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory holding traces.sqlite (or the file itself).")],
+    episode: Annotated[str | None, typer.Option(help="Show this episode turn by turn.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed episodes (not submitted, masked, or reward < 1).")] = False,
+    task: Annotated[str | None, typer.Option("--task", help="Only episodes of this task id.")] = None,
+    step: Annotated[int | None, typer.Option(help="Only episodes of this RL step.")] = None,
+    env: Annotated[str | None, typer.Option(help="Only episodes of this environment.")] = None,
+    limit: Annotated[int | None, typer.Option(help="List at most this many episodes.", min=0)] = None,
+    include_abandoned: Annotated[bool, typer.Option("--include-abandoned", help="Also list episodes of RL steps redone after a crash.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per episode (id, task_id, step, reward, turns, tool_calls, status); with --episode the whole trajectory; with --rerun the report.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Show every text whole instead of abbreviated.")] = False,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Execute the episode's recorded tool calls again in a fresh sandbox and show what differs.")] = False,
+    backend: Annotated[str, typer.Option(help="Sandbox backend for --rerun: local, docker or e2b.")] = "local",
+    html: Annotated[Path | None, typer.Option("--html", help="Write the episode as a self-contained HTML page to this file.", dir_okay=False)] = None,
+) -> None:
+    """List a run's episodes, or show one (--episode), re-run it (--rerun), or save it as HTML (--html).
+
+    Exit codes: 0 success (and, with --rerun, the re-run matched the record); 1 --rerun found
+    differences; 2 bad usage, no run directory or trace store, unknown episode, missing task;
+    3 the sandbox backend is unavailable.
+    """
+    from fst_agent.traces.replay import ReplayError
+
+    try:
+        code = _replay(run_dir, episode, failed, task, step, env, limit, include_abandoned, as_json, full, rerun,
+                       backend, html)
+    except ReplayError as exc:
+        from rich.markup import escape
+
+        _stderr().print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(exc.exit_code) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def _replay(run_dir, episode, failed, task, step, env, limit, include_abandoned, as_json, full, rerun, backend,  # type: ignore[no-untyped-def]
+            html) -> int:
+    from rich.text import Text
+
+    from fst_agent.traces.replay import (
+        EXIT_DIFFERENT,
+        EXIT_SANDBOX,
+        EXIT_USAGE,
+        Limits,
+        ReplayError,
+        episode_html,
+        open_run_store,
+        render_episode,
+        render_rerun,
+        rerun_episode,
+        summaries_table,
+    )
+    from fst_agent.traces.store import EpisodeNotFound, TaskNotFound, TraceStoreError
+
+    if episode is None and (rerun or html is not None):
+        raise ReplayError("--rerun and --html need --episode ID", EXIT_USAGE)
+    if backend not in ("local", "docker", "e2b"):
+        raise ReplayError(f"unknown sandbox backend {backend!r} (local, docker, e2b)", EXIT_USAGE)
+    store = open_run_store(run_dir)
+    try:
+        if episode is None:
+            summaries = store.query(failed=True if failed else None, task_id=task, step=step, env=env,
+                                    include_abandoned=include_abandoned, limit=limit)
+            if as_json:
+                for s in summaries:
+                    print(json.dumps(s.to_json_dict()))
+            else:
+                total = store.count(include_abandoned=include_abandoned)
+                table = summaries_table(summaries, title=f"{len(summaries)} of {total} episodes")
+                table.caption = Text(str(store.path))
+                _stdout().print(table, soft_wrap=False)
+            return 0
+        try:
+            traj = store.get(episode)
+            abandoned = store.is_abandoned(episode)
+        except EpisodeNotFound as exc:
+            raise ReplayError(f"{exc} ({store.path})", EXIT_USAGE) from None
+        except TraceStoreError as exc:
+            raise ReplayError(str(exc), EXIT_USAGE) from None
+        if html is not None:
+            try:
+                html.parent.mkdir(parents=True, exist_ok=True)
+                html.write_text(episode_html(traj, abandoned=abandoned), encoding="utf-8")
+            except OSError as exc:
+                raise ReplayError(f"cannot write {html}: {exc}", EXIT_USAGE) from None
+            _stderr().print(f"wrote {html}")
+        if not rerun:
+            if as_json:
+                print(traj.model_dump_json())
+            elif html is None:
+                # soft_wrap=False: panels wrap long lines instead of cropping them
+                _stdout().print(render_episode(traj, limits=Limits.full() if full else None, abandoned=abandoned),
+                                soft_wrap=False)
+            return 0
+        try:
+            stored_task = store.get_task(traj.task_id)
+        except TaskNotFound:
+            raise ReplayError(f"episode {episode!r} was stored without its task {traj.task_id!r}; "
+                              "--rerun needs it (TraceStore.write(trajectory, task))", EXIT_USAGE) from None
+    finally:
+        store.close()
+    from pydantic import ValidationError
+
+    from fst_agent.env.registry import EnvironmentLoadError
+    from fst_agent.sandbox import SandboxUnavailable
+
+    try:
+        report = asyncio.run(rerun_episode(traj, stored_task, backend=backend))
+    except SandboxUnavailable as exc:
+        raise ReplayError(str(exc), EXIT_SANDBOX) from None
+    except (EnvironmentLoadError, ValidationError) as exc:
+        raise ReplayError(f"cannot re-run episode {episode!r}: {exc}", EXIT_USAGE) from None
+    except Exception as exc:  # the environment failed outside a tool call (constructor, reset, final reward)
+        raise ReplayError(f"cannot re-run episode {episode!r}: {type(exc).__name__}: {exc}", EXIT_USAGE) from None
+    if as_json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        _stdout().print(render_rerun(report), soft_wrap=False)
+    return 0 if report.identical else EXIT_DIFFERENT
+
+
+# --------------------------------------------------------------------------------------------------
+# fst-agent model ...
+# --------------------------------------------------------------------------------------------------
+
+model_app = typer.Typer(help="Models: the embedded tiny default model.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("build-default")
+def model_build_default(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the cache already holds it.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Models directory (default: the user cache).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Then measure its tool-call rate on held-out prompts.")] = False,
+) -> None:
+    """Build the embedded tiny default model (used when no model is named) into the user cache.
+
+    It is pretrained on CPU for a fixed number of steps on synthetic tool-call transcripts: a few minutes
+    on 2 cores. It demonstrates the pipeline, not real skill.
+    """
+    import time
+
+    from fst_agent.policy.tiny_model import NOTICE, build_default_model, build_info, default_model_path, is_built
+
+    path = default_model_path(cache_dir)
+    err = _stderr()
+    if is_built(path) and not force:
+        info = build_info(path)
+        print(f"already built: {path} (built in {info.get('build_seconds', '?')} s; --force rebuilds)")
+    else:
+        started = time.perf_counter()
+        err.print(f"building the tiny default model into {path} ({NOTICE}) ...")
+        build_default_model(
+            path, force=force,
+            progress=lambda step, steps, loss: err.print(f"  step {step}/{steps}  loss {loss:.3f}  "
+                                                         f"{time.perf_counter() - started:.0f} s"),
+        )
+        info = build_info(path)
+        print(f"built the tiny default model in {time.perf_counter() - started:.0f} s: {path}")
+    print(f"{info['parameters']:,} parameters, vocabulary {info['vocab']}, {info['steps']} steps; {NOTICE}")
+    if check:
+        from fst_agent.policy.tiny_model import evaluate_tool_calls, load_default_model
+
+        model, tokenizer = load_default_model(cache_dir, build_if_missing=False)
+        for temperature in (0.0, 0.7):
+            res = evaluate_tool_calls(model, tokenizer, temperature=temperature)
+            print(f"T={temperature}: parseable tool calls {res['parseable_rate']:.0%} of {res['turns']} turns "
+                  f"(valid arguments {res['valid_args_rate']:.0%})")
+
+
 def main() -> None:
     app()
 
