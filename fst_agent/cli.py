@@ -117,7 +117,8 @@ def sandbox_exec(
 
     try:
         limits = ResourceLimits(wall_seconds=timeout, memory_mb=memory_mb)
-        config = SandboxConfig(backend=backend, limits=limits)  # type: ignore[arg-type]
+        # one run: a warm pool would only start containers/workers nobody uses
+        config = SandboxConfig(backend=backend, limits=limits, pool_size=0)  # type: ignore[arg-type]
     except ValidationError as exc:
         _stderr().print(f"[red]error:[/red] invalid option: {exc.errors()[0]['loc'][-1]}: {exc.errors()[0]['msg']}")
         raise typer.Exit(EXIT_USAGE) from None

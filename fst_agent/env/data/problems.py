@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fst_agent.types import TestCase, Task
+from fst_agent.types import Task, TestCase
 
 
 class CodeProblem(BaseModel):
