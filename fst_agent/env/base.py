@@ -172,6 +172,9 @@ class ToolEnvironment(MultiTurnEnvironment):
     async def step(self, call: ToolCall) -> ToolResult:
         if self.done:
             return error_result(call, "the episode is over; no more tool calls are accepted")
+        if call.parse_error:
+            # say what was wrong with the text, not "unknown tool ''" for a call whose name could not be read
+            return error_result(call, f"could not parse the tool call: {call.parse_error}", self.config.invalid_call_reward)
         spec = self._tool_specs.get(call.name)
         if spec is None:
             known = ", ".join(sorted(self._tool_specs)) or "none"

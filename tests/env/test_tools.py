@@ -126,7 +126,9 @@ async def test_tool_environment_dispatches_validates_and_ends_on_submit():
     unknown = await env.step(ToolCall(id="5", name="rm", arguments={}))
     assert unknown.error and "unknown tool 'rm'" in unknown.error and "add, crash, finish" in unknown.error
     unparsed = await env.step(ToolCall(id="6", name="add", parse_error="unterminated JSON"))
-    assert unparsed.error and "unterminated JSON" in unparsed.error
+    assert unparsed.error and "unterminated JSON" in unparsed.error and unparsed.reward == -0.25
+    nameless = await env.step(ToolCall(id="6b", name="", parse_error="no JSON object"))
+    assert nameless.error == "could not parse the tool call: no JSON object"
     assert env.total == 3 and not env.done
     done = await env.step(ToolCall(id="7", name="finish", arguments={"answer": 3}))
     assert done.done and done.reward == 1.0 and env.done and env.status is EpisodeStatus.SUBMITTED
