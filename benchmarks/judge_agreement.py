@@ -10,6 +10,12 @@ comparison is host-side, so one run serves both), and reports the agreement. Wit
 each mode accepts — where APPS's lenient fallbacks show.
 
     python benchmarks/judge_agreement.py [--concurrency 4] [--wrap wrap_first] [--unverified]
+                                         [--batch] [--isolation auto|program|test]
+
+Default: a fresh session and one harness run per solution (``Judge.run_tests``, single-program runs:
+``auto`` isolation is then a child per test). ``--batch``: ``--concurrency`` sessions judging batches of
+solutions with ``Judge.run_many`` (``auto`` isolation is then a child per program), as
+``fst-agent judge`` does.
 
 Ends with ``RESULT judge_agreement_lcb <pct> % target >= 99 <PASS|MISS>``.
 """
@@ -44,7 +50,16 @@ async def main() -> int:
     ap.add_argument("--per-test-seconds", type=float, default=6.0)
     ap.add_argument("--unverified", action="store_true", help="also run the solutions not labelled verified")
     ap.add_argument("--show", type=int, default=15, help="disagreements listed per group")
+    ap.add_argument(
+        "--batch", action="store_true", help="judge in batches (judge_many), one session per worker"
+    )
+    ap.add_argument("--isolation", default="auto", choices=["auto", "program", "test"])
     args = ap.parse_args()
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     loaded = load_normalized_jsonl(args.data)
     rows = {r.id: r for r in loaded.problems}
@@ -70,7 +85,11 @@ async def main() -> int:
                 jobs.append(("unverified", p, i))
 
     judges = {
-        m: Judge(JudgeConfig(mode=m, wrap=args.wrap, per_test_seconds=args.per_test_seconds))
+        m: Judge(
+            JudgeConfig(
+                mode=m, wrap=args.wrap, per_test_seconds=args.per_test_seconds, isolation=args.isolation
+            )
+        )
         for m in ("lcb", "apps")
     }
     sandbox = create_sandbox(SandboxConfig(backend="local", pool_size=args.concurrency))
@@ -79,7 +98,6 @@ async def main() -> int:
     done = 0
 
     async def one(label: str, p: CodeProblem, idx: int) -> None:
-        nonlocal done
         async with sem:
             session = await sandbox.open_session()
             try:
@@ -89,6 +107,10 @@ async def main() -> int:
                     apps_run = await judges["apps"].run_tests(session, p.solutions[idx], p.tests)
             finally:
                 await session.close()
+        record(label, p, idx, run, apps_run)
+
+    def record(label: str, p: CodeProblem, idx: int, run, apps_run) -> None:  # noqa: ANN001
+        nonlocal done
         row = {"label": label, "id": p.id, "idx": idx, "tests": len(p.tests)}
         for mode, r in (("lcb", run), ("apps", apps_run)):
             rep = judges[mode].report(r, p.tests, problem_checker(p, mode), mode)
@@ -107,9 +129,35 @@ async def main() -> int:
         if done % 200 == 0:
             print(f"  ... {done}/{len(jobs)} solutions", file=sys.stderr, flush=True)
 
+    batches = collections.deque(judges["lcb"].plan_batches([len(p.tests) for _l, p, _i in jobs]))
+
+    async def batch_worker() -> None:
+        session = await sandbox.open_session()
+        try:
+            while batches:
+                group = [jobs[j] for j in batches.popleft()]
+                runs = await judges["lcb"].run_many(
+                    session, [(p.solutions[i], p.tests) for _l, p, i in group]
+                )
+                dict_jobs = [k for k, (_l, p, _i) in enumerate(group) if _dict_args(p)]
+                apps_runs = list(runs)
+                if dict_jobs:  # APPS converts string dict keys of the first argument: a different run
+                    extra = await judges["apps"].run_many(
+                        session, [(group[k][1].solutions[group[k][2]], group[k][1].tests) for k in dict_jobs]
+                    )
+                    for k, r in zip(dict_jobs, extra, strict=True):
+                        apps_runs[k] = r
+                for (label, p, i), run, apps_run in zip(group, runs, apps_runs, strict=True):
+                    record(label, p, i, run, apps_run)
+        finally:
+            await session.close()
+
     t0 = time.perf_counter()
     try:
-        await asyncio.gather(*(one(*j) for j in jobs))
+        if args.batch:
+            await asyncio.gather(*(batch_worker() for _ in range(args.concurrency)))
+        else:
+            await asyncio.gather(*(one(*j) for j in jobs))
     finally:
         await sandbox.close()
     elapsed = time.perf_counter() - t0
@@ -117,7 +165,8 @@ async def main() -> int:
 
     print(
         f"judge agreement on {args.data.name}: {len(results)} solutions, {n_tests} test runs, "
-        f"{elapsed:.1f} s ({n_tests / elapsed:.0f} tests/s, concurrency {args.concurrency}, wrap={args.wrap})"
+        f"{elapsed:.1f} s ({n_tests / elapsed:.0f} tests/s, concurrency {args.concurrency}, wrap={args.wrap}, "
+        f"{'batches' if args.batch else 'a session per solution'}, isolation={args.isolation})"
     )
     print()
     print(f"{'group':<22}{'solutions':>10}{'lcb pass':>10}{'lcb %':>8}{'apps pass':>11}{'apps %':>8}")

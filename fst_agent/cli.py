@@ -175,7 +175,9 @@ def judge(
                                                    exists=True, dir_okay=False)] = None,
     mode: Annotated[str, typer.Option(help="Comparison: lcb (LiveCodeBench's rule) or apps (APPS's, lenient).")] = "lcb",
     backend: Annotated[str, typer.Option(help="local (bubblewrap), docker or e2b.")] = "local",
-    concurrency: Annotated[int, typer.Option(help="Programs judged at once (one sandbox session each).", min=1)] = 4,
+    concurrency: Annotated[int, typer.Option(help="Sandbox sessions judging at once (with --batch each keeps its "
+                                             "session for batches of programs; without, one per program).",
+                                             min=1)] = 4,
     limit: Annotated[int | None, typer.Option(help="Judge at most this many programs.", min=1)] = None,
     ids: Annotated[str | None, typer.Option(help="Only these problem ids (comma-separated).")] = None,
     max_per_problem: Annotated[int | None, typer.Option(help="Without --solutions: at most this many reference "
@@ -183,6 +185,12 @@ def judge(
     per_test_seconds: Annotated[float, typer.Option(help="Wall-clock limit of each test.", min=0.01)] = 6.0,
     memory_mb: Annotated[int, typer.Option(help="Memory cap of each test's process, MiB.", min=64)] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per program, then a summary line.")] = False,
+    batch: Annotated[bool, typer.Option("--batch/--no-batch", help="Judge batches of programs in one harness run "
+                                        "each (every program still in its own forked child, with its own "
+                                        "limits; what it leaves behind removed before the next). --no-batch: "
+                                        "a fresh session and harness run per program.")] = True,
+    isolation: Annotated[str, typer.Option(help="auto (a child per program in batches, per test otherwise), "
+                                           "program, or test (a fresh child per test: strict, slower).")] = "auto",
 ) -> None:
     """Judge programs against the problems' tests in a sandbox: a verdict for every test.
 
@@ -200,7 +208,8 @@ def judge(
     from fst_agent.sandbox.config import SandboxConfig
 
     try:
-        config = JudgeConfig(mode=mode, per_test_seconds=per_test_seconds, memory_mb=memory_mb)  # type: ignore[arg-type]
+        config = JudgeConfig(mode=mode, per_test_seconds=per_test_seconds, memory_mb=memory_mb,  # type: ignore[arg-type]
+                             isolation=isolation)  # type: ignore[arg-type]
         sandbox_config = SandboxConfig(backend=backend, pool_size=min(concurrency, 8))  # type: ignore[arg-type]
     except ValidationError as exc:
         _stderr().print(f"[red]error:[/red] invalid option: {exc.errors()[0]['loc'][-1]}: {exc.errors()[0]['msg']}")
@@ -226,7 +235,7 @@ def judge(
         _stderr().print(f"[red]skipped[/red] {escape(str(err))}")
     started = time.perf_counter()
     try:
-        summary = asyncio.run(_judge_all(config, sandbox_config, jobs, concurrency, as_json))
+        summary = asyncio.run(_judge_all(config, sandbox_config, jobs, concurrency, as_json, batch))
     except SandboxUnavailable as exc:
         _stderr().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_SANDBOX_ERROR) from None
@@ -245,7 +254,7 @@ def judge(
         raise typer.Exit(1)
 
 
-async def _judge_all(config, sandbox_config, jobs, concurrency: int, as_json: bool) -> dict:  # type: ignore[no-untyped-def]
+async def _judge_all(config, sandbox_config, jobs, concurrency: int, as_json: bool, batch: bool = True) -> dict:  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fst_agent.env.judge import Judge, judge_jobs
@@ -260,7 +269,7 @@ async def _judge_all(config, sandbox_config, jobs, concurrency: int, as_json: bo
     try:
         with progress:
             task = progress.add_task("judge", total=len(jobs))
-            async for job, report in judge_jobs(judge_, sandbox, jobs, concurrency):
+            async for job, report in judge_jobs(judge_, sandbox, jobs, concurrency, batch=batch):
                 summary["solutions"] += 1
                 summary["all_passed"] += int(report.all_passed)
                 summary["tests"] += report.total
@@ -431,7 +440,13 @@ def model_build_default(
     """
     import time
 
-    from fst_agent.policy.tiny_model import NOTICE, build_default_model, build_info, default_model_path, is_built
+    from fst_agent.policy.tiny_model import (
+        NOTICE,
+        build_default_model,
+        build_info,
+        default_model_path,
+        is_built,
+    )
 
     path = default_model_path(cache_dir)
     err = _stderr()
@@ -450,8 +465,11 @@ def model_build_default(
         print(f"built the tiny default model in {time.perf_counter() - started:.0f} s: {path}")
     print(f"{info['parameters']:,} parameters, vocabulary {info['vocab']}, {info['steps']} steps; {NOTICE}")
     if check:
-        from fst_agent.policy.tiny_model import evaluate_tool_calls, load_default_model
+        import torch
 
+        from fst_agent.policy.tiny_model import evaluate_tool_calls, load_default_model, training_threads
+
+        torch.set_num_threads(training_threads())
         model, tokenizer = load_default_model(cache_dir, build_if_missing=False)
         for temperature in (0.0, 0.7):
             res = evaluate_tool_calls(model, tokenizer, temperature=temperature)

@@ -122,3 +122,19 @@ def test_table_output_ids_and_bad_mode(problems_file: Path):
     assert "apps-train-0001" not in out.stdout
     bad = _cli(str(problems_file), "--mode", "exact")
     assert bad.returncode == 2 and "mode" in bad.stderr
+
+
+def test_batch_and_no_batch_agree_and_bad_isolation(problems_file: Path):
+    batched = _cli(str(problems_file), "--json", "--max-per-problem", "2", "--concurrency", "2")
+    single = _cli(str(problems_file), "--json", "--max-per-problem", "2", "--no-batch", "--isolation", "test")
+    assert batched.returncode == single.returncode == 1
+    rows_b, summary_b = _rows(batched.stdout)
+    rows_s, summary_s = _rows(single.stdout)
+    strip = [{k: v for k, v in r.items() if k != "verdicts"} for r in rows_b]
+    assert strip == [{k: v for k, v in r.items() if k != "verdicts"} for r in rows_s]
+    assert [[v["kind"] for v in r["verdicts"]] for r in rows_b] == [
+        [v["kind"] for v in r["verdicts"]] for r in rows_s
+    ]
+    assert summary_b["verdicts"] == summary_s["verdicts"]
+    bad = _cli(str(problems_file), "--isolation", "none")
+    assert bad.returncode == 2 and "isolation" in bad.stderr

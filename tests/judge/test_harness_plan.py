@@ -11,7 +11,14 @@ import pytest
 
 from fst_agent.env import harness
 from fst_agent.env.compare import Opaque
-from fst_agent.env.judge import HarnessRun, Judge, JudgeConfig, decode_value, harness_source
+from fst_agent.env.judge import (
+    HarnessRun,
+    Judge,
+    JudgeConfig,
+    decode_value,
+    harness_source,
+    read_harness_stdin,
+)
 from fst_agent.types import ExecutionResult, ExecutionStatus, ResourceLimits, TestCase, VerdictKind
 
 
@@ -144,7 +151,7 @@ async def test_sandbox_error_becomes_sandbox_error_verdicts_never_wrong_answers(
     report = await Judge().judge(session, "print(input())", TESTS)
     assert [v.kind for v in report.verdicts] == [VerdictKind.SANDBOX_ERROR] * 2
     assert report.sandbox_failed and report.passed == 0 and "daemon gone" in report.verdicts[0].message
-    spec = json.loads(session.stdin)
+    spec = read_harness_stdin(session.stdin)
     assert "expected" not in json.dumps(spec["tests"])  # expected outputs never enter the sandbox
     assert all(k in spec["tests"][0] for k in ("kind", "input"))
 
