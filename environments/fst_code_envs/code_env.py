@@ -31,7 +31,7 @@ import structlog
 from pydantic import Field
 
 from fst_agent.env.base import EnvConfig, ToolEnvironment
-from fst_agent.env.data.hub import canonical_split, normalize_difficulties, select_split
+from fst_agent.env.data.hub import canonical_split, normalize_choices, select_split
 from fst_agent.env.data.offline import load_offline_problems
 from fst_agent.env.data.problems import CodeProblem
 from fst_agent.env.judge import Judge, JudgeConfig, JudgeReport, problem_checker
@@ -190,7 +190,7 @@ class CodeEnvironment(ToolEnvironment):
     def offline_problems(cls, cfg: CodeEnvConfig, difficulties: tuple[str, ...]) -> list[CodeProblem]:
         """The offline set written by fst-agent (logged as such), filtered by ``cfg.difficulties``."""
         problems = load_offline_problems(cls.offline_set)  # type: ignore[arg-type]
-        wanted = normalize_difficulties(cfg.difficulties, difficulties, cls.name)
+        wanted = normalize_choices(cfg.difficulties, difficulties, f"{cls.name} difficulty")
         if wanted is not None:
             problems = [p for p in problems if (p.difficulty or "").lower() in wanted]
         log.warning(

@@ -7,7 +7,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from fst_agent.env.data.livecodebench import LCB_DIFFICULTIES, load_livecodebench
+from fst_agent.env.data.hub import normalize_choices
+from fst_agent.env.data.livecodebench import (
+    LCB_DIFFICULTIES,
+    LCB_PLATFORMS,
+    in_date_window,
+    load_livecodebench,
+)
 from fst_agent.env.data.problems import CodeProblem
 from fst_code_envs.code_env import CodeEnvConfig, CodeEnvironment
 
@@ -52,16 +58,10 @@ class LiveCodeBenchEnvironment(CodeEnvironment):
         if config.dataset is None:
             problems = cls.offline_problems(config, LCB_DIFFICULTIES)
             start, end = config.start_date, config.end_date
-            if start or end:
-                problems = [
-                    p for p in problems
-                    if p.contest_date
-                    and (start is None or dt.date.fromisoformat(p.contest_date[:10]) >= start)
-                    and (end is None or dt.date.fromisoformat(p.contest_date[:10]) <= end)
-                ]
-            if config.platforms:
-                wanted = {x.lower() for x in config.platforms}
-                problems = [p for p in problems if (p.platform or "") in wanted]
+            problems = [p for p in problems if in_date_window(p.contest_date, start, end)]
+            platforms = normalize_choices(config.platforms, LCB_PLATFORMS, "LiveCodeBench platform")
+            if platforms is not None:
+                problems = [p for p in problems if (p.platform or "").lower() in platforms]
             return problems
         report = load_livecodebench(
             config.dataset,

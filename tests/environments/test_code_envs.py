@@ -309,3 +309,19 @@ async def test_parse_errors_and_empty_code_are_invalid_calls():
     wrong_type = await env.step(call(3, "run_code", code=["print(1)"]))
     assert [r.reward for r in (bad, empty, wrong_type)] == [-0.25, -0.25, -0.25]
     assert "`code` is empty" in empty.content and not env.done
+
+
+def test_offline_livecodebench_honours_the_date_window_and_platforms():
+    import datetime as dt
+
+    from fst_code_envs.livecodebench import LiveCodeBenchConfig, LiveCodeBenchEnvironment
+
+    window = LiveCodeBenchConfig(start_date=dt.date(2024, 6, 1), end_date=dt.date(2024, 12, 31))
+    kept = LiveCodeBenchEnvironment.load_problems(window, "all")
+    every = LiveCodeBenchEnvironment.load_problems(LiveCodeBenchConfig(), "all")
+    assert 0 < len(kept) < len(every)
+    assert all("2024-06-01" <= p.contest_date[:10] <= "2024-12-31" for p in kept)
+    atcoder = LiveCodeBenchEnvironment.load_problems(LiveCodeBenchConfig(platforms=["AtCoder"]), "all")
+    assert atcoder and {p.platform for p in atcoder} == {"atcoder"}
+    with pytest.raises(ValueError, match="unknown LiveCodeBench platform topcoder"):
+        LiveCodeBenchEnvironment.load_problems(LiveCodeBenchConfig(platforms=["topcoder"]), "all")

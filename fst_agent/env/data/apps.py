@@ -29,7 +29,7 @@ from fst_agent.env.data.hub import (
     list_hub_files,
     load_rows,
     local_path,
-    normalize_difficulties,
+    normalize_choices,
     pick_files,
 )
 from fst_agent.env.data.problems import CodeProblem, apps_problem_from_row
@@ -135,7 +135,7 @@ def load_apps(
     malformed rows skipped (by row number), the problems without tests, and the public-only problems;
     ``log=True`` logs it.
     """
-    wanted = normalize_difficulties(difficulties, APPS_DIFFICULTIES, "APPS")
+    wanted = normalize_choices(difficulties, APPS_DIFFICULTIES, "APPS difficulty")
     files = apps_files(source, split, revision)
 
     def convert(row: dict[str, Any], path: Path) -> CodeProblem | None:

@@ -178,15 +178,16 @@ class LoadReport:
         )
 
 
-def normalize_difficulties(difficulties: Iterable[str] | None, known: Iterable[str], dataset: str) -> set[str] | None:
-    """Lower-cased difficulty names, or a ValueError listing the valid ones."""
-    if not difficulties:
+def normalize_choices(values: Iterable[str] | None, known: Iterable[str], what: str) -> set[str] | None:
+    """Lower-cased names from a closed set (difficulties, platforms), or a ValueError naming the unknown ones
+    and listing the valid ones. ``what`` says what they are, e.g. "APPS difficulty"."""
+    if not values:
         return None
-    wanted = {d.strip().lower() for d in difficulties}
+    wanted = {v.strip().lower() for v in values}
     known_set = set(known)
     unknown = sorted(wanted - known_set)
     if unknown:
-        raise ValueError(f"unknown {dataset} difficulty {', '.join(unknown)} (known: {', '.join(sorted(known_set))})")
+        raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(sorted(known_set))})")
     return wanted
 
 

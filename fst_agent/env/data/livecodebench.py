@@ -38,7 +38,7 @@ from fst_agent.env.data.hub import (
     is_local_source,
     load_rows,
     local_path,
-    normalize_difficulties,
+    normalize_choices,
 )
 from fst_agent.env.data.problems import CodeProblem, lcb_problem_from_row
 
@@ -136,6 +136,17 @@ def _as_date(value: dt.date | str | None) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
+def in_date_window(contest_date: dt.date | str | None, start: dt.date | None, end: dt.date | None) -> bool:
+    """Whether a contest date lies in ``[start, end]`` (either end open when None). A window needs a date:
+    a problem without one cannot be placed before or after a contamination cutoff."""
+    if start is None and end is None:
+        return True
+    date = _as_date(contest_date)
+    if date is None:
+        raise ValueError("no `contest_date`, needed by the date window")
+    return not ((start is not None and date < start) or (end is not None and date > end))
+
+
 def lcb_row_to_problem(row: dict[str, Any]) -> CodeProblem:
     """One LiveCodeBench row (raw hub format, or already normalized) as a :class:`CodeProblem`."""
     if "tests" in row and "id" in row:  # the normalized format
@@ -200,8 +211,8 @@ def load_livecodebench(
     start, end = _as_date(start_date), _as_date(end_date)
     if start and end and start > end:
         raise ValueError(f"empty date window: start {start} is after end {end}")
-    wanted = normalize_difficulties(difficulties, LCB_DIFFICULTIES, "LiveCodeBench")
-    wanted_platforms = normalize_difficulties(platforms, LCB_PLATFORMS, "LiveCodeBench platform")
+    wanted = normalize_choices(difficulties, LCB_DIFFICULTIES, "LiveCodeBench difficulty")
+    wanted_platforms = normalize_choices(platforms, LCB_PLATFORMS, "LiveCodeBench platform")
     files = lcb_files(source, release, revision)
 
     def convert(row: dict[str, Any], path: Path) -> CodeProblem | None:
@@ -209,12 +220,8 @@ def load_livecodebench(
             return None
         if wanted_platforms is not None and str(row.get("platform", "")).lower() not in wanted_platforms:
             return None
-        if start or end:
-            date = _as_date(row.get("contest_date"))
-            if date is None:
-                raise ValueError("no `contest_date`, needed by the date window")
-            if (start and date < start) or (end and date > end):
-                return None
+        if not in_date_window(row.get("contest_date"), start, end):
+            return None
         return lcb_row_to_problem(row)
 
     try:
