@@ -239,18 +239,22 @@ class _MemoryCgroup:
         path.mkdir()
         self.procs = path / "cgroup.procs"
 
-    def set_limit(self, limit: int) -> None:
+    def set_limit(self, limit: int) -> bool:
+        """Apply ``limit``; False when the kernel refused (usage it cannot reclaim, e.g. tmpfs pages, is
+        above it), in which case the previous limit stays."""
         if limit == self._limit:
-            return
+            return True
         files = ["memory.limit_in_bytes"] + (["memory.memsw.limit_in_bytes"] if self._swap else [])
         if self._limit is not None and limit > self._limit:
             files.reverse()  # memsw must stay >= limit: raise it first, lower it last
         try:
             for name in files:
                 (self.path / name).write_text(str(limit))
-            self._limit = limit
-        except OSError as exc:  # e.g. usage above the new limit: keep the old one
-            log.debug("sandbox.local.cgroup_limit_failed", path=str(self.path), error=str(exc))
+        except OSError as exc:
+            log.warning("sandbox.local.cgroup_limit_refused", path=str(self.path), error=str(exc))
+            return False
+        self._limit = limit
+        return True
 
     def oom_kills(self) -> int:
         try:
@@ -644,12 +648,20 @@ class LocalSession:
     async def _run_once(
         self, header: dict[str, Any], data: bytes, limits: ResourceLimits, t0: float
     ) -> ExecutionResult:
-        worker = self._worker
         await self._ensure_worker()
+        worker = self._worker
         cgroup = worker.cgroup
         oom_before = 0
         if cgroup is not None:
-            cgroup.set_limit((limits.memory_mb + AS_HEADROOM_MB + CGROUP_WORKER_MB) * _MiB)
+            cap = (limits.memory_mb + AS_HEADROOM_MB + CGROUP_WORKER_MB) * _MiB
+            if not cgroup.set_limit(cap):
+                # Earlier runs' unreclaimable pages (the sandbox's tmpfs /tmp) sit above the lower cap.
+                # Never run under a looser cap than asked: restart the worker (its tmpfs goes with it;
+                # the session directory stays) and apply the cap to the emptied cgroup.
+                await worker.kill()
+                await self._ensure_worker()
+                if not cgroup.set_limit(cap):
+                    raise InfrastructureError(f"cannot lower the session's memory cgroup to {cap // _MiB} MiB")
             oom_before = cgroup.oom_kills()
         try:
             await worker.send(header, data)

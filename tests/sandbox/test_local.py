@@ -304,6 +304,36 @@ async def test_memory_cgroup_bounds_forked_allocations(sandbox, session):
     assert r.stdout == "alive\n"
 
 
+async def test_a_lower_memory_cap_still_binds_after_a_run_filled_tmpfs(sandbox, session):
+    """tmpfs pages are not reclaimable: they can keep the kernel from lowering the session's cgroup cap.
+    The sandbox must then restart the worker rather than run under the looser cap."""
+    if not sandbox.uses_cgroup:
+        pytest.skip("no writable cgroup-v1 memory hierarchy (root only)")
+    await session.write_file("keep.txt", "still here")
+    fill = await py(session, "for i in range(13): open(f'/tmp/fill{i}', 'wb').write(b'x' * (15 * 1024 * 1024))",
+                    limits=ResourceLimits(memory_mb=1024, wall_seconds=20))
+    assert fill.status is ExecutionStatus.OK, fill
+    r = await py(
+        session,
+        """
+        import os, time
+        for _ in range(6):
+            if os.fork() == 0:
+                x = bytearray(100 * 1024 * 1024)
+                for i in range(0, len(x), 4096):
+                    x[i] = 1
+                time.sleep(1)
+                os._exit(0)
+        for _ in range(6):
+            os.wait()
+    """,
+        limits=ResourceLimits(memory_mb=64, wall_seconds=10),
+    )
+    assert r.status is ExecutionStatus.MEMORY_LIMIT, r
+    r = await session.run(["python3", "-c", "print(open('keep.txt').read())"])
+    assert r.stdout == "still here\n"
+
+
 async def test_pids_limit_counts_the_program(session):
     r = await py(
         session,
