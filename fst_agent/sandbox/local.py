@@ -43,6 +43,7 @@ import itertools
 import json
 import marshal
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -859,6 +860,7 @@ class LocalSandbox:
             )
         self._cgroup_parent = cg_parent
         self._swap = _swap_total() > 0
+        self._instance_tag = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self._slots = asyncio.Semaphore(self.config.max_sessions)
         self._pool: list[_Worker] = []
@@ -964,7 +966,10 @@ class LocalSandbox:
         cgroup = None
         if self._cgroup_parent is not None:
             try:
-                cgroup = _MemoryCgroup(self._cgroup_parent / f"fst-agent-{os.getpid()}-{n}", self._swap)
+                # the instance tag keeps two sandboxes of one process from colliding on a name (a collision
+                # would leave the worker without its memory cap)
+                name = f"fst-agent-{os.getpid()}-{self._instance_tag}-{n}"
+                cgroup = _MemoryCgroup(self._cgroup_parent / name, self._swap)
             except OSError as exc:
                 log.warning("sandbox.local.cgroup_unavailable", error=str(exc))
         worker = _Worker(self, directory, lease, cgroup)

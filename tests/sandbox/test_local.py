@@ -334,6 +334,24 @@ async def test_a_lower_memory_cap_still_binds_after_a_run_filled_tmpfs(sandbox, 
     assert r.stdout == "still here\n"
 
 
+async def test_two_sandboxes_in_one_process_both_get_memory_cgroups():
+    """Cgroup names were once per-process counters: a second sandbox collided and ran without a cap."""
+    first, second = make_local_sandbox(), make_local_sandbox()
+    if not first.uses_cgroup:
+        pytest.skip("no writable cgroup-v1 memory hierarchy (root only)")
+    try:
+        a, b = await first.open_session(), await second.open_session()
+        try:
+            assert a._worker.cgroup is not None and b._worker.cgroup is not None
+            assert a._worker.cgroup.path != b._worker.cgroup.path
+        finally:
+            await a.close()
+            await b.close()
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_pids_limit_counts_the_program(session):
     r = await py(
         session,
