@@ -230,6 +230,34 @@ def _memory_cgroup_parent() -> Path | None:
     return None
 
 
+def _remove_stale_cgroups(parent: Path) -> int:
+    """Remove empty session cgroups left by fst-agent processes that died without closing their sandbox
+    (killed runs). Names carry the creating pid; a live pid's cgroups are never touched."""
+    removed = 0
+    for directory in parent.glob("fst-agent-*"):
+        try:
+            pid = int(directory.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or reused): not ours to judge
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            if (directory / "cgroup.procs").read_text().strip():
+                continue
+            directory.rmdir()
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 class _MemoryCgroup:
     """One session's cgroup-v1 memory cgroup: a cap for the whole process tree, and its OOM count."""
 
@@ -859,6 +887,8 @@ class LocalSandbox:
                 BACKEND, "use_cgroup=True needs root and a writable cgroup-v1 memory hierarchy"
             )
         self._cgroup_parent = cg_parent
+        if cg_parent is not None and (stale := _remove_stale_cgroups(cg_parent)):
+            log.info("sandbox.local.stale_cgroups_removed", count=stale, parent=str(cg_parent))
         self._swap = _swap_total() > 0
         self._instance_tag = secrets.token_hex(4)
         self._counter = itertools.count(1)

@@ -352,6 +352,28 @@ async def test_two_sandboxes_in_one_process_both_get_memory_cgroups():
         await second.close()
 
 
+async def test_empty_cgroups_of_dead_processes_are_removed_when_a_sandbox_starts():
+    from fst_agent.sandbox.local import _memory_cgroup_parent
+
+    parent = _memory_cgroup_parent()
+    if parent is None:
+        pytest.skip("no writable cgroup-v1 memory hierarchy (root only)")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = parent / f"fst-agent-{dead.pid}-deadbeef-1"
+    live = parent / "fst-agent-1-cafecafe-1"  # pid 1 is alive: never touched
+    stale.mkdir()
+    live.mkdir()
+    try:
+        sandbox = make_local_sandbox()
+        await sandbox.close()
+        assert not stale.exists() and live.exists()
+    finally:
+        for d in (stale, live):
+            if d.exists():
+                d.rmdir()
+
+
 async def test_pids_limit_counts_the_program(session):
     r = await py(
         session,
