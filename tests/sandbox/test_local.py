@@ -279,24 +279,28 @@ async def test_timeout_kills_the_whole_tree(session):
     assert stray_processes(session.uid) == []
 
 
+# six forked children of 100 MiB each: every process stays under RLIMIT_AS (64 + 64 MiB headroom), together
+# they exceed the session's memory cgroup
+FORKED_ALLOCATIONS = """
+import os, time
+for _ in range(6):
+    if os.fork() == 0:
+        x = bytearray(100 * 1024 * 1024)
+        for i in range(0, len(x), 4096):
+            x[i] = 1
+        time.sleep(1)
+        os._exit(0)
+for _ in range(6):
+    os.wait()
+"""
+
+
 async def test_memory_cgroup_bounds_forked_allocations(sandbox, session):
     if not sandbox.uses_cgroup:
         pytest.skip("no writable cgroup-v1 memory hierarchy (root only)")
-    # each process stays under RLIMIT_AS (64 + 64 MiB headroom), together they exceed the cgroup
     r = await py(
         session,
-        """
-        import os, time
-        for _ in range(6):
-            if os.fork() == 0:
-                x = bytearray(100 * 1024 * 1024)
-                for i in range(0, len(x), 4096):
-                    x[i] = 1
-                time.sleep(1)
-                os._exit(0)
-        for _ in range(6):
-            os.wait()
-    """,
+        FORKED_ALLOCATIONS,
         limits=ResourceLimits(memory_mb=64, wall_seconds=10),
     )
     assert r.status is ExecutionStatus.MEMORY_LIMIT, r
@@ -315,18 +319,7 @@ async def test_a_lower_memory_cap_still_binds_after_a_run_filled_tmpfs(sandbox, 
     assert fill.status is ExecutionStatus.OK, fill
     r = await py(
         session,
-        """
-        import os, time
-        for _ in range(6):
-            if os.fork() == 0:
-                x = bytearray(100 * 1024 * 1024)
-                for i in range(0, len(x), 4096):
-                    x[i] = 1
-                time.sleep(1)
-                os._exit(0)
-        for _ in range(6):
-            os.wait()
-    """,
+        FORKED_ALLOCATIONS,
         limits=ResourceLimits(memory_mb=64, wall_seconds=10),
     )
     assert r.status is ExecutionStatus.MEMORY_LIMIT, r
