@@ -74,7 +74,7 @@ import structlog
 
 from fst_agent.sandbox.common import SANDBOX_ENV, cap_output, classify, sandbox_error
 from fst_agent.sandbox.config import SandboxConfig
-from fst_agent.sandbox.protocol import SandboxUnavailable
+from fst_agent.sandbox.protocol import ClosesOnExit, SandboxUnavailable
 from fst_agent.sandbox.retry import InfrastructureError, with_infra_retries
 from fst_agent.types import ExecutionResult, ResourceLimits
 
@@ -587,7 +587,7 @@ class DockerSandbox:
         await self.close()
 
 
-class DockerSession:
+class DockerSession(ClosesOnExit):
     """One episode's container. Runs are serialized; ``/workspace`` persists across them."""
 
     def __init__(self, sandbox: DockerSandbox, container_id: str) -> None:
@@ -1017,12 +1017,6 @@ class DockerSession:
             self._closed = True
         await self._sb._remove(self.container_id)
         self._sb._slots.release()
-
-    async def __aenter__(self) -> DockerSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 __all__ = ["DockerSandbox", "DockerSession", "connect", "remove_leaked_containers"]

@@ -41,7 +41,7 @@ import structlog
 
 from fst_agent.sandbox.common import SANDBOX_ENV, cap_output, classify, sandbox_error
 from fst_agent.sandbox.config import SandboxConfig
-from fst_agent.sandbox.protocol import SandboxUnavailable
+from fst_agent.sandbox.protocol import ClosesOnExit, SandboxUnavailable
 from fst_agent.sandbox.retry import InfrastructureError, with_infra_retries
 from fst_agent.types import ExecutionResult, ResourceLimits
 
@@ -75,7 +75,7 @@ def _check_path(path: str) -> str:
     return "/".join(parts)
 
 
-class E2BSandbox:
+class E2BSandbox(ClosesOnExit):
     """The ``e2b`` backend. ``api_key`` overrides ``E2B_API_KEY``."""
 
     name = BACKEND
@@ -148,14 +148,8 @@ class E2BSandbox:
         self._closed = True
         await asyncio.gather(*(s.close() for s in list(self._sessions)), return_exceptions=True)
 
-    async def __aenter__(self) -> E2BSandbox:
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-class E2BSession:
+class E2BSession(ClosesOnExit):
     """One e2b sandbox; runs are serialized; the work dir persists until ``close``."""
 
     def __init__(self, sandbox: E2BSandbox, sbx: Any) -> None:
@@ -360,12 +354,6 @@ class E2BSession:
         finally:
             self._sb._sessions.discard(self)
             self._sb._slots.release()
-
-    async def __aenter__(self) -> E2BSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 __all__ = ["E2BSandbox", "E2BSession"]

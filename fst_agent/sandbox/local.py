@@ -59,7 +59,7 @@ import structlog
 
 from fst_agent.sandbox.common import SANDBOX_ENV, cap_output, classify, sandbox_error
 from fst_agent.sandbox.config import SandboxConfig
-from fst_agent.sandbox.protocol import SandboxUnavailable
+from fst_agent.sandbox.protocol import ClosesOnExit, SandboxUnavailable
 from fst_agent.sandbox.retry import InfrastructureError, with_infra_retries
 from fst_agent.types import ExecutionResult, ExecutionStatus, ResourceLimits
 
@@ -548,7 +548,7 @@ class _Worker:
 # --------------------------------------------------------------------------------------------------
 
 
-class LocalSession:
+class LocalSession(ClosesOnExit):
     """One episode's sandbox: a private directory and the warm worker that runs programs in it."""
 
     def __init__(self, sandbox: LocalSandbox, worker: _Worker) -> None:
@@ -562,12 +562,6 @@ class LocalSession:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    async def __aenter__(self) -> LocalSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ---- files ----------------------------------------------------------------------------------
 
@@ -822,7 +816,7 @@ class LocalSession:
 # --------------------------------------------------------------------------------------------------
 
 
-class LocalSandbox:
+class LocalSandbox(ClosesOnExit):
     """Sessions isolated by bubblewrap on this machine. See the module docstring for the policy."""
 
     name = BACKEND
@@ -1093,9 +1087,3 @@ class LocalSandbox:
             self._uids.close()
         await asyncio.to_thread(_cleanup_root, str(self._root))
         self._finalizer.detach()
-
-    async def __aenter__(self) -> LocalSandbox:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

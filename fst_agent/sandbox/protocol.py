@@ -9,7 +9,7 @@ these three methods.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from fst_agent.types import ExecutionResult, ResourceLimits
 
@@ -71,3 +71,13 @@ class Sandbox(Protocol):
     async def close(self) -> None:
         """Release pooled resources (warm workers, containers). Idempotent."""
         ...
+
+
+class ClosesOnExit:
+    """Mixin for backends: ``async with`` a sandbox or session closes it on exit."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()  # type: ignore[attr-defined]
