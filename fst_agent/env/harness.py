@@ -447,7 +447,7 @@ def _stdin_fd(test, output_limit):
     return fd
 
 
-def _child(spec, tests, start, stop, code, wrapped, base):
+def _child(spec, tests, start, stop, code, wrapped, base, parent):
     """Runs in the forked child: tests[start:stop], one after another, without waiting for the parent;
     never returns.
 
@@ -458,6 +458,12 @@ def _child(spec, tests, start, stop, code, wrapped, base):
         os.setpgid(0, 0)
         if _LIBC is not None:
             _LIBC.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE 1: the test's /proc/self is its own again
+            # PR_SET_DEATHSIG: die with the harness. A test that kills us would otherwise leave this
+            # child running the next test with the sandbox's supervisor as its parent, and a program
+            # that signals its parent would then take the whole sandbox down instead of itself.
+            _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the harness died before the death signal was armed
+            os._exit(70)
         mem = int(spec["memory_mb"]) * _MiB
         _set_limit(resource.RLIMIT_AS, mem)
         per_cpu = int(spec["per_test_seconds"]) + 2
@@ -864,6 +870,7 @@ def _run_child(spec, k, tests, start, stop, code, wrapped, emit):
     per_test = float(spec["per_test_seconds"])
     output_limit = int(spec["output_limit_bytes"])
     res_r = res_w = out_fd = err_fd = None
+    parent = os.getpid()
     try:
         out_fd, err_fd = _memfd("stdout"), _memfd("stderr")
         res_r, res_w = os.pipe()
@@ -883,7 +890,7 @@ def _run_child(spec, k, tests, start, stop, code, wrapped, emit):
             os.closerange(4, _MAX_FD)
         except BaseException:  # noqa: BLE001
             os._exit(70)
-        _child(spec, tests, start, stop, code, wrapped, _BASE)
+        _child(spec, tests, start, stop, code, wrapped, _BASE, parent)
     try:
         os.setpgid(pid, pid)
     except OSError:
