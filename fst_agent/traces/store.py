@@ -17,6 +17,9 @@ The embedded default is one SQLite file in the run directory, ``RUN_DIR/traces.s
   RL steps after it; :meth:`TraceStore.mark_abandoned` flags the episodes of those steps. They are
   kept (never deleted, they are still real rollouts worth reading) but excluded from queries and
   counts by default, so nothing is counted twice.
+* **Reflection calls** — the fast loop's calls to its reflection LM (prompt, reply, tokens, cost, which
+  candidate they came from and produced) in their own table (:meth:`TraceStore.write_reflection`,
+  :meth:`TraceStore.reflections`), so a reader can see why a context changed.
 
 What "failed" means (``query(failed=True)``, ``--failed``): an episode **succeeded** exactly when its
 status is ``submitted`` *and* its final reward is known (not masked) *and* ``final_reward >= 1``.
@@ -38,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fst_agent.types import Task, Trajectory
 
@@ -92,6 +95,27 @@ MIGRATIONS: list[tuple[str, ...]] = [
             task       TEXT NOT NULL
         )""",
     ),
+    # v3: the fast loop's reflection calls (prompt, reply, tokens, cost, outcome), so a reader can see why a
+    # context changed. The record is the ReflectionRecord JSON; the columns are what queries filter on.
+    (
+        """CREATE TABLE reflections (
+            reflection_id  TEXT PRIMARY KEY,
+            round          INTEGER,
+            parent_id      TEXT,
+            child_id       TEXT,
+            accepted       INTEGER,
+            model          TEXT,
+            prompt_tokens  INTEGER,
+            completion_tokens INTEGER,
+            cost_usd       REAL,
+            policy_version TEXT,
+            created_at     REAL NOT NULL,
+            record         TEXT NOT NULL
+        )""",
+        "CREATE INDEX reflections_round ON reflections(round)",
+        "CREATE INDEX reflections_parent ON reflections(parent_id)",
+        "CREATE INDEX reflections_child ON reflections(child_id)",
+    ),
 ]
 
 #: The layout version this code writes.
@@ -103,6 +127,35 @@ FLAT_COLUMNS = (
     "episode_id", "task_id", "env", "step", "group_id", "context_id", "status", "final_reward",
     "n_turns", "n_tool_calls", "policy_version", "created_at", "abandoned",
 )
+
+
+class ReflectionRecord(BaseModel):
+    """One call to the fast loop's reflection LM: what it was shown, what it said, what it cost and what came
+    of it. Written by :class:`fst_agent.fast.FastOptimizer`; ``fst-agent replay`` and users read it to see why a
+    context changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reflection_id: str = Field(..., description="Unique id; a candidate born of this call names it in its lineage.")
+    round: int | None = Field(None, description="Fast round (1-based) the call belongs to.")
+    iteration: int | None = Field(None, description="Optimizer iteration (cumulative over rounds).")
+    component: str = Field(..., description="The context component the call rewrote.")
+    parent_id: str = Field(..., description="Candidate whose traces were reflected on.")
+    child_id: str | None = Field(None, description="Id of the candidate it produced, when that was accepted.")
+    accepted: bool | None = Field(None, description="True/False: the proposal passed/failed the minibatch test; "
+                                  "None: never tested (empty, duplicate, or failed).")
+    outcome: str = Field(..., description="accepted, rejected, duplicate, empty or error.")
+    model: str = Field(..., description="The reflection LM (model name, or 'policy').")
+    prompt: str
+    reply: str
+    proposed_text: str | None = Field(None, description="The component text extracted from the reply.")
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = Field(None, description="None when the price is unknown.")
+    policy_version: int | str | None = None
+    created_at: float = Field(default_factory=time.time)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Minibatch task ids, scores before/after, "
+                                     "episode ids, truncation level.")
 
 
 class TraceStoreError(RuntimeError):
@@ -345,6 +398,24 @@ class TraceStore:
             (task.id, task.env, now, task.model_dump_json()),
         )
 
+    def write_reflection(self, record: ReflectionRecord, *, replace: bool = False) -> None:
+        """Store one reflection call. An id already stored is an error unless ``replace=True``."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        row = (
+            record.reflection_id, record.round, record.parent_id, record.child_id,
+            None if record.accepted is None else int(record.accepted), record.model, record.prompt_tokens,
+            record.completion_tokens, record.cost_usd,
+            None if record.policy_version is None else str(record.policy_version), record.created_at,
+            record.model_dump_json(),
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                f"{verb} INTO reflections (reflection_id, round, parent_id, child_id, accepted, model, prompt_tokens, "
+                "completion_tokens, cost_usd, policy_version, created_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
     def mark_abandoned(self, after_step: int) -> int:
         """Flag every episode of an RL step ``> after_step`` as abandoned (the loop resumed from the
         checkpoint of ``after_step`` and redoes those steps). Returns how many were newly flagged.
@@ -485,6 +556,42 @@ class TraceStore:
         if row is None:
             raise TaskNotFound(task_id)
         return Task.model_validate_json(row[0])
+
+    def reflections(
+        self,
+        round: int | None = None,
+        candidate_id: str | None = None,
+        accepted: bool | None = None,
+        limit: int | None = None,
+    ) -> list[ReflectionRecord]:
+        """Stored reflection calls in write order. ``candidate_id`` matches the parent or the child;
+        ``accepted`` True/False filters on the minibatch outcome."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if round is not None:
+            clauses.append("round = ?")
+            params.append(round)
+        if candidate_id is not None:
+            clauses.append("(parent_id = ? OR child_id = ?)")
+            params.extend([candidate_id, candidate_id])
+        if accepted is not None:
+            clauses.append("accepted = ?")
+            params.append(int(accepted))
+        sql = "SELECT record FROM reflections" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY rowid"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(limit)))
+        return [ReflectionRecord.model_validate_json(r[0]) for r in self._conn().execute(sql, params)]
+
+    def get_reflection(self, reflection_id: str) -> ReflectionRecord:
+        """One stored reflection call; ``KeyError`` naming the id if absent."""
+        row = self._conn().execute(
+            "SELECT record FROM reflections WHERE reflection_id = ?", (reflection_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no reflection {reflection_id!r} in the trace store")
+        return ReflectionRecord.model_validate_json(row[0])
 
     def _parse(self, episode_id: str, text: str) -> Trajectory:
         try:

@@ -36,7 +36,7 @@ def test_a_v1_store_is_migrated_and_its_rows_backfilled(tmp_path):
                                                                               policy_version="base", reward=0.0)]
     _v1_store(path, old)
     with TraceStore(path) as store:
-        assert store.schema_version == STORE_SCHEMA_VERSION == 2
+        assert store.schema_version == STORE_SCHEMA_VERSION
         rows = {r.id: r for r in store.query()}
         assert (rows["a"].turns, rows["a"].tool_calls) == (2, 3)
         assert (rows["b"].turns, rows["b"].tool_calls) == (1, 1)
@@ -49,7 +49,7 @@ def test_a_v1_store_is_migrated_and_its_rows_backfilled(tmp_path):
         store.write(make_trajectory("c"), None)  # the new columns and the tasks table work
         assert store.count() == 3 and store.mark_abandoned(after_step=2) == 3
     with TraceStore(path) as again:  # re-opening applies nothing twice
-        assert again.schema_version == 2
+        assert again.schema_version == STORE_SCHEMA_VERSION
         assert again._conn().execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
 
 
@@ -75,7 +75,7 @@ def test_a_failed_migration_step_rolls_back_to_the_old_version(tmp_path, monkeyp
     conn.close()
     monkeypatch.undo()
     with TraceStore(path) as store:
-        assert store.schema_version == 2 and store.get("a").episode_id == "a"
+        assert store.schema_version == STORE_SCHEMA_VERSION and store.get("a").episode_id == "a"
 
 
 def test_a_store_newer_than_the_code_is_refused(tmp_path):

@@ -1,0 +1,202 @@
+"""Shared pieces of the fast-weight tests: hand-built trajectories, an evaluator on constructed rewards, a
+deterministic stand-in for the reflection LM (a small program that turns the feedback lines of a reflection
+prompt into instructions), and a real local OpenAI-compatible HTTP server that can serve it."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from fst_agent.types import (
+    Context,
+    EpisodeStatus,
+    ExecutionResult,
+    ExecutionStatus,
+    Task,
+    ToolCall,
+    ToolResult,
+    Trajectory,
+    Turn,
+)
+
+# --------------------------------------------------------------------------------------------------
+# the stand-in reflection LM
+# --------------------------------------------------------------------------------------------------
+
+_ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception): (.+)$")
+
+
+def current_instruction(prompt: str) -> str:
+    """The text between the first pair of ``` fences: gepa's template puts the current instruction there."""
+    return prompt.split("```", 2)[1].strip("\n")
+
+
+def feedback_sections(prompt: str) -> list[str]:
+    """The body of every ``## Feedback`` section of the rendered reflective dataset."""
+    out = []
+    for chunk in prompt.split("## Feedback\n")[1:]:
+        out.append(re.split(r"\n# Example \d+\n|\n```", chunk, maxsplit=1)[0])
+    return out
+
+
+def reflect_program(prompt: str) -> str:
+    """A deterministic 'reflection LM': every error message in the feedback lines becomes a rule appended to
+    the current instruction, and the answer comes in a ``` block (as gepa's template asks)."""
+    current = current_instruction(prompt)
+    lessons: list[str] = []
+    for section in feedback_sections(prompt):
+        for line in section.splitlines():
+            m = _ERROR_LINE.search(line)
+            if m and m.group(1).strip() not in lessons:
+                lessons.append(m.group(1).strip())
+    new = current + "".join(f"\nRule: {lesson}" for lesson in lessons if lesson not in current)
+    return f"Here is the improved instruction:\n```\n{new}\n```"
+
+
+def policy_fn(program: Callable[[str], str] = reflect_program) -> tuple[Callable[[str, int], tuple[str, int, int]],
+                                                                        list[tuple[str, int]]]:
+    """A ``policy_complete`` function over ``program`` and the list of (prompt, max_new_tokens) it was called with."""
+    calls: list[tuple[str, int]] = []
+
+    def complete(prompt: str, max_new_tokens: int) -> tuple[str, int, int]:
+        calls.append((prompt, max_new_tokens))
+        reply = program(prompt)
+        return reply, len(prompt) // 3, len(reply) // 3
+
+    return complete, calls
+
+
+# --------------------------------------------------------------------------------------------------
+# a real local OpenAI-compatible server
+# --------------------------------------------------------------------------------------------------
+
+
+class FakeOpenAIServer:
+    """``POST /v1/chat/completions`` on 127.0.0.1 in a thread. Each request takes the next entry of
+    ``script`` (an HTTP status to answer with an error body), then falls back to answering with
+    ``program(last user message)`` and a ``usage`` block; after ``fail_after`` good answers every request gets
+    a 503. Records every request (headers and JSON body)."""
+
+    def __init__(self, program: Callable[[str], str] = reflect_program, script: Sequence[int] = (),
+                 model: str = "stand-in-reflector", fail_after: int | None = None) -> None:
+        self.program = program
+        self.script = list(script)
+        self.fail_after = fail_after
+        self.answered = 0
+        self.model = model
+        self.requests: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if server.script or (server.fail_after is not None and server.answered >= server.fail_after):
+                    status = server.script.pop(0) if server.script else 503
+                    self._send(status, {"error": {"message": f"scripted {status}"}})
+                    return
+                if self.path != "/v1/chat/completions":
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                prompt = body["messages"][-1]["content"]
+                reply = server.program(prompt)
+                server.answered += 1
+                self._send(200, {
+                    "id": f"cmpl-{len(server.requests)}", "object": "chat.completion", "model": server.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(reply.split()),
+                              "total_tokens": len(prompt.split()) + len(reply.split())},
+                })
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+# --------------------------------------------------------------------------------------------------
+# trajectories and an evaluator on constructed rewards
+# --------------------------------------------------------------------------------------------------
+
+
+def task(i: int | str, kind: str = "t") -> Task:
+    return Task(id=f"{kind}-{i}", env="toy", prompt=f"Task {kind}-{i}: answer it.", data={"kind": kind})
+
+
+def trajectory(context: Context, t: Task, reward: float | None, *, error: str | None = None,
+               status: EpisodeStatus = EpisodeStatus.SUBMITTED, episode_id: str | None = None) -> Trajectory:
+    """A two-turn episode: a tool run (failing with ``error`` on stderr when given), then submit."""
+    if error:
+        ex = ExecutionResult(status=ExecutionStatus.RUNTIME_ERROR, exit_code=1, stdout="",
+                             stderr=f"Traceback (most recent call last):\n  File \"check.py\", line 1\n{error}\n",
+                             wall_seconds=0.01, backend="local")
+    else:
+        ex = ExecutionResult(status=ExecutionStatus.OK, exit_code=0, stdout="ok\n", wall_seconds=0.01,
+                             backend="local")
+    run = ToolCall(id="c0", name="run", arguments={"code": "print('ok')"})
+    sub = ToolCall(id="c1", name="submit", arguments={"answer": "x"})
+    turns = [
+        Turn(index=0, assistant_text="I will run it.", tool_calls=[run],
+             tool_results=[ToolResult(call_id="c0", name="run", content=f"status: {ex.status.value}\n{ex.stderr}",
+                                      execution=ex)]),
+        Turn(index=1, assistant_text="Submitting.", tool_calls=[sub],
+             tool_results=[ToolResult(call_id="c1", name="submit", content="done", done=True)]),
+    ]
+    return Trajectory(episode_id=episode_id or f"{context.id}:{t.id}", task_id=t.id, env="toy",
+                      context_id=context.id, context_text=context.text, turns=turns,
+                      final_reward=None if status.masks_reward else reward, status=status)
+
+
+class TableEvaluator:
+    """Rewards from a rule over (context text, task): ``reward(text, task) -> (reward | None, error | None)``.
+    Records every pair it ran."""
+
+    def __init__(self, reward: Callable[[str, Task], tuple[float | None, str | None]]) -> None:
+        self.reward = reward
+        self.calls: list[tuple[str, str]] = []
+
+    def evaluate(self, pairs: Sequence[tuple[Context, Task]]) -> list[Trajectory]:
+        out = []
+        for context, t in pairs:
+            self.calls.append((context.id, t.id))
+            r, error = self.reward(context.text, t)
+            status = EpisodeStatus.SANDBOX_ERROR if r is None else EpisodeStatus.SUBMITTED
+            out.append(trajectory(context, t, r, error=error, status=status,
+                                  episode_id=f"e{len(self.calls)}"))
+        return out
+
+
+def rule_reward(rules: dict[str, str]) -> Callable[[str, Task], tuple[float | None, str | None]]:
+    """Reward 1 when the context states the rule of the task's kind, else 0 with the rule in the error."""
+
+    def reward(text: str, t: Task) -> tuple[float | None, str | None]:
+        rule = rules[t.data["kind"]]
+        return (1.0, None) if rule in text else (0.0, f"AssertionError: {rule}")
+
+    return reward
