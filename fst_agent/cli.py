@@ -477,6 +477,205 @@ def model_build_default(
                   f"(valid arguments {res['valid_args_rate']:.0%})")
 
 
+
+
+# --------------------------------------------------------------------------------------------------
+# fst-agent train / eval / probe / export / solve / plot
+# --------------------------------------------------------------------------------------------------
+
+EXIT_CONFIG = 2
+
+
+def _quiet_training_libraries(tiny_model: bool) -> None:
+    """Process-wide settings of the training commands (this process is ours): no per-save progress bars, no
+    warnings about the experimental TRL API we use on purpose, and one CPU thread for the tiny default model
+    (a 1 M-parameter model trains several times faster on one thread than on two that contend)."""
+    import os
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    hf_logging.disable_progress_bar()
+    if tiny_model:
+        import torch
+
+        if not torch.cuda.is_available():
+            torch.set_num_threads(1)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    from rich.markup import escape
+
+    _stderr().print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _eval_table(table: dict) -> Table:  # type: ignore[type-arg]
+    def pct(v) -> str:  # type: ignore[no-untyped-def]
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    grid = Table("weights \\ context", "seed", "best", title=f"pass@1 on held-out {table.get('env', '')} tasks")
+    for row in ("base", "trained"):
+        values = (table.get("pass@1") or {}).get(row) or {}
+        grid.add_row(row, pct(values.get("seed")), pct(values.get("best")))
+    return grid
+
+
+def _uses_tiny_model(run_dir: Path) -> bool:
+    from fst_agent.loop.agent import RunNotFound, run_config
+
+    try:
+        return run_config(run_dir).model.name is None
+    except (RunNotFound, ValueError):
+        return False  # the command itself reports the bad run directory
+
+
+@app.command()
+def train(
+    env: Annotated[str | None, typer.Option(help="Environment (registered name or path/to/file.py:Class); default: the config's.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Run config YAML (default: the embedded CPU default).", dir_okay=False)] = None,
+    mode: Annotated[str | None, typer.Option(help="fst (slow + fast weights), rl (slow only), gepa (fast only, frozen weights).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id or folder (default: the config's; none: the tiny default).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="RL steps (default: the config's).", min=1)] = None,
+    output: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<env>-<mode>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its last checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar; log events to the terminal instead.")] = False,
+) -> None:
+    """Train an agent with Fast-Slow Training (or one of its two ablation arms).
+
+    Without --config the embedded default runs: the tiny local model on the offline task set, a few minutes on
+    a 2-core CPU. It proves the plumbing, not skill. Everything lands in the run directory: config.yaml, traces,
+    checkpoints, metrics.jsonl, plots/, eval/, population.json, final/.
+    """
+    from fst_agent.loop.config import MODES, ConfigError, load_run_config
+    from fst_agent.loop.trainer import FSTRun, RunDirectoryError
+
+    if mode is not None and mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}, got {mode!r}", EXIT_CONFIG)
+    try:
+        cfg = load_run_config(config, mode=mode, env=env, model=model, max_steps=max_steps)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    run_dir = output or Path("runs") / f"{cfg.stages[0].env.name.replace('/', '_').replace(':', '_')}-{cfg.mode}"
+    _quiet_training_libraries(tiny_model=cfg.model.name is None)
+    try:
+        run = FSTRun(cfg, run_dir, resume=resume, console_progress=not quiet)
+    except RunDirectoryError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    summary = run.run()
+    out = _stdout()
+    out.print(f"[bold]run finished[/bold]: {summary.mode}, {summary.steps} steps, {summary.fast_rounds} fast rounds, "
+              f"{summary.episodes} episodes, {summary.seconds:.0f} s -> {summary.run_dir}")
+    table = (summary.final_eval or {}).get("table")
+    if table:
+        out.print(_eval_table({"env": summary.final_eval.get("env", ""), "pass@1": table}))
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by fst-agent train.")],
+    env: Annotated[str | None, typer.Option(help="Evaluate on this environment's held-out split instead (e.g. out of distribution).")] = None,
+    samples: Annotated[int | None, typer.Option(help="Episodes per task and context (default: the run's).", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """pass@1 of base vs trained weights x seed vs best context (the 2x2 table) and KL to base; saved to RUN_DIR/eval/."""
+    from fst_agent.loop.agent import RunNotFound, evaluate_run
+
+    _quiet_training_libraries(tiny_model=_uses_tiny_model(run_dir))
+    try:
+        table = evaluate_run(run_dir, env=env, samples=samples)
+    except (RunNotFound, ValueError) as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    if as_json:
+        print(json.dumps(table))
+        return
+    _stdout().print(_eval_table(table))
+    kl = table.get("kl_to_base")
+    _stdout().print(f"KL(trained || base) on held-out episodes: {'-' if kl is None else f'{kl:.4f}'}  "
+                    f"(weights: {table['weights']}; saved to {run_dir / 'eval'})")
+
+
+@app.command()
+def probe(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by fst-agent train.")],
+    env: Annotated[str, typer.Option(help="The new task for the probe.")],
+    steps: Annotated[int, typer.Option(help="RL steps of the probe.", min=1)] = 4,
+    output: Annotated[Path | None, typer.Option(help="Probe run directory (default: RUN_DIR/probes/<env>-<time>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Plasticity probe: fresh RL on a new task from the run's trained weights; prints the reward it reaches."""
+    from fst_agent.loop.agent import RunNotFound, probe_run
+
+    _quiet_training_libraries(tiny_model=_uses_tiny_model(run_dir))
+    try:
+        result = probe_run(run_dir, env, steps=steps, output=output)
+    except (RunNotFound, ValueError) as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    first, last = result["reward_first"], result["reward_last"]
+    _stdout().print(f"probe on {env} from {result['from']}: reward {first if first is None else round(first, 3)} -> "
+                    f"{last if last is None else round(last, 3)} over {steps} steps ({result['probe_dir']})")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by fst-agent train.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder to write the Hugging Face model and contexts.json into.")],
+) -> None:
+    """Export the trained model (LoRA merged) as a Hugging Face folder plus the best context(s) as JSON."""
+    from fst_agent.loop.agent import RunNotFound, export_run
+
+    try:
+        info = export_run(run_dir, to)
+    except RunNotFound as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    _stdout().print(f"exported {info['weights']} weights and contexts ({', '.join(info['contexts'])}) to {to}")
+
+
+@app.command()
+def solve(
+    run: Annotated[Path, typer.Option("--run", help="A run directory written by fst-agent train.")],
+    task: Annotated[str, typer.Option("--task", help="Task id.")],
+    env: Annotated[str | None, typer.Option(help="Environment (default: the run's first).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole trajectory as JSON.")] = False,
+) -> None:
+    """Run the trained agent (its weights, its best context) on one task and print the episode."""
+    from fst_agent.loop.agent import RunNotFound, load_agent
+    from fst_agent.traces.replay import render_episode
+
+    try:
+        agent = load_agent(run, env=env)
+    except RunNotFound as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    with agent:
+        try:
+            traj = agent.solve(task)
+        except KeyError as exc:
+            _fail(str(exc.args[0]), EXIT_CONFIG)
+    if as_json:
+        print(traj.model_dump_json())
+    else:
+        _stdout().print(render_episode(traj), soft_wrap=False)
+
+
+@app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by fst-agent train.")],
+) -> None:
+    """Regenerate the run's PNG plots (reward, pass@1, KL, population) from its metrics.jsonl."""
+    from fst_agent.loop.metrics import METRICS_FILE
+    from fst_agent.loop.plots import write_plots
+
+    if not (run_dir / METRICS_FILE).is_file():
+        _fail(f"{run_dir}: no {METRICS_FILE} (not a run directory, or no step finished yet)", EXIT_CONFIG)
+    for path in write_plots(run_dir):
+        print(path)
+
+
 def main() -> None:
     app()
 

@@ -90,6 +90,9 @@ class EpisodeSpec:
     group_id: str | None = None
     step: int | None = None
     episode_id: str | None = None
+    #: why the episode runs (``rl``, ``eval``, ``fast_eval``, ...): recorded in ``metadata["purpose"]``, so a run's
+    #: trace store can tell training rollouts from evaluations
+    purpose: str = "rl"
 
 
 def token_view(trajectory: Trajectory) -> TokenSequence:
@@ -264,13 +267,14 @@ class RolloutEngine:
 
     # ---- public API --------------------------------------------------------------------------------
 
-    def group_specs(self, task: Task, group_size: int, *, step: int | None = None) -> list[EpisodeSpec]:
+    def group_specs(self, task: Task, group_size: int, *, step: int | None = None,
+                    purpose: str = "rl") -> list[EpisodeSpec]:
         """The ``group_size`` episodes of one problem: one ``contexts_for_group`` call, one group id."""
         contexts = self.contexts.contexts_for_group(task, group_size)
         if len(contexts) != group_size:
             raise ValueError(f"context provider gave {len(contexts)} contexts for a group of {group_size}")
         group_id = f"{'-' if step is None else step}:{task.id}:{uuid.uuid4().hex[:8]}"
-        return [EpisodeSpec(task=task, context=c, group_id=group_id, step=step) for c in contexts]
+        return [EpisodeSpec(task=task, context=c, group_id=group_id, step=step, purpose=purpose) for c in contexts]
 
     async def run_groups(self, tasks: Sequence[Task], group_size: int, *, step: int | None = None) -> list[Trajectory]:
         """``group_size`` episodes of every task, all concurrently; task-major order."""
@@ -360,7 +364,8 @@ class RolloutEngine:
             step=spec.step,
             group_id=spec.group_id,
             started_at=time.time(),
-            metadata={"env_config": env_config, "context_parent_id": spec.context.parent_id},
+            metadata={"env_config": env_config, "context_parent_id": spec.context.parent_id,
+                      "purpose": spec.purpose},
         )
 
     async def _attempt(self, spec: EpisodeSpec, episode_id: str) -> tuple[Trajectory, str | None]:
