@@ -561,8 +561,8 @@ def train(
     run_dir = output or Path("runs") / f"{cfg.stages[0].env.name.replace('/', '_').replace(':', '_')}-{cfg.mode}"
     _quiet_training_libraries(tiny_model=cfg.model.name is None)
     try:
-        run = FSTRun(cfg, run_dir, resume=resume, console_progress=not quiet)
-    except RunDirectoryError as exc:
+        run = FSTRun(cfg, run_dir, resume=resume, max_steps=max_steps, console_progress=not quiet)
+    except (RunDirectoryError, ConfigError) as exc:
         _fail(str(exc), EXIT_CONFIG)
     summary = run.run()
     out = _stdout()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from transformers import TrainerCallback
@@ -29,9 +30,14 @@ class FSTCallback(TrainerCallback):
         if self.run.mode == "fst" and self.run.resumed_from in (None, 0) and state.global_step == 0:
             self.run.pending_metrics.update(self.run.fast_round(0))
 
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_started = time.perf_counter()
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = int(state.global_step)
         metrics = dict(self.run.pending_metrics)
+        if getattr(self, "_step_started", None) is not None:  # rollouts + update, before the loop's own work
+            metrics["loop/rl_step_seconds"] = time.perf_counter() - self._step_started
         self.run.pending_metrics.clear()
         metrics.update(self.run.after_step(step))
         self._push(metrics)

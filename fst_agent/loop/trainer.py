@@ -139,11 +139,13 @@ class FSTRun:
     """One ``fst-agent train`` run in ``run_dir`` (created, or resumed with ``resume=True``)."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False,
-                 console_progress: bool = True) -> None:
+                 max_steps: int | None = None, console_progress: bool = True) -> None:
+        """``resume``: continue the run in ``run_dir`` with the config it was started with (``config`` is then
+        only checked against it); ``max_steps`` extends (or shortens) a resumed run."""
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.console_progress = console_progress
-        self.config = self._prepare_dir(config)
+        self.config = self._prepare_dir(config, max_steps)
         self.mode = self.config.mode
         self.started = time.perf_counter()
         self.fast_rounds = 0
@@ -154,19 +156,19 @@ class FSTRun:
 
     # ---- run directory ------------------------------------------------------------------------------
 
-    def _prepare_dir(self, config: RunConfig) -> RunConfig:
+    def _prepare_dir(self, config: RunConfig, max_steps: int | None) -> RunConfig:
         saved = self.run_dir / CONFIG_FILE
         if self.resume:
             if not saved.is_file():
                 raise RunDirectoryError(f"{self.run_dir}: nothing to resume (no {CONFIG_FILE}); start a new run there "
                                         "without --resume")
             stored = parse_run_config(read_config_file(saved), source=str(saved))
-            if stored.model_dump() != config.model_dump():
-                # the run continues as it started; a changed step budget is the one thing a resume may extend
-                if config.loop.max_steps != stored.loop.max_steps:
-                    stored = stored.model_copy(update={"loop": stored.loop.model_copy(
-                        update={"max_steps": config.loop.max_steps})})
-                log.info("run.resume_uses_saved_config", path=str(saved))
+            if max_steps is not None and max_steps != stored.loop.max_steps:
+                stored = parse_run_config({**stored.model_dump(mode="json"),
+                                           "loop": {**stored.loop.model_dump(mode="json"), "max_steps": max_steps}},
+                                          source=f"{saved} with --max-steps {max_steps}")
+                saved.write_text(dump_run_config(stored))
+            log.info("run.resume_uses_saved_config", path=str(saved), max_steps=stored.loop.max_steps)
             return stored
         if saved.exists() or (self.run_dir / "traces.sqlite").exists():
             raise RunDirectoryError(f"{self.run_dir} already holds a run; pass --resume to continue it, or choose "
@@ -234,7 +236,10 @@ class FSTRun:
         if cfg.mode == "rl":
             runtime.contexts.provider = SeedContextProvider(runtime.seed.text, context_id=runtime.seed.id)
             return
-        lm = make_reflection_lm(cfg.fast.reflection, policy_complete=policy_completion(runtime))
+        # the policy counts its prompt exactly: the chat template's tokens included
+        count = (lambda text: len(runtime.chat.prompt_ids([{"role": "user", "content": text}]))) \
+            if cfg.fast.reflection.kind == "policy" else None
+        lm = make_reflection_lm(cfg.fast.reflection, policy_complete=policy_completion(runtime), count_tokens=count)
         self.optimizer = FastOptimizer(cfg.fast, self.population, self.evaluator, lm, trace_store=runtime.store)
         self.provider = PopulationContextProvider(self.population, cfg.fast.sampling)
         runtime.contexts.provider = self.provider
@@ -323,6 +328,7 @@ class FSTRun:
         stage = runtime.schedule.stage_of(max(step, 1))
         if not stage.eval:
             return {}
+        t0 = time.perf_counter()
         best, seed = self.best_context(), runtime.seed
         contexts = {"best": best} if best.text == seed.text else {"best": best, "seed": seed}
         results, trajs = evaluate_contexts(runtime.run_specs, runtime.eval_engine(stage.index), list(stage.eval),
@@ -337,6 +343,7 @@ class FSTRun:
                 metrics["eval/kl_to_base"] = kl
         elif self.mode == "gepa":
             metrics["eval/kl_to_base"] = 0.0  # frozen weights: the policy is the base
+        metrics["eval/seconds"] = time.perf_counter() - t0
         record = {"step": step, "stage": stage.label, "env": stage.env_name, "weights": "current",
                   "contexts": {k: {"id": contexts.get(k, seed).id, **v.to_dict()} for k, v in results.items()},
                   "kl_to_base": metrics.get("eval/kl_to_base")}
@@ -458,10 +465,12 @@ class FSTRun:
             if start == 0:
                 self.pending_metrics.update(self.fast_round(0))
             for step in range(start + 1, cfg.loop.max_steps + 1):
+                t0 = time.perf_counter()
                 tasks = runtime.schedule.tasks_for_step(step, cfg.loop.problems_per_step)
                 trajs = runtime.loop.run(runtime.engine_for_step(step).run_groups(tasks, cfg.loop.group_size, step=step))
                 self.recent = trajs
-                metrics = {**self.pending_metrics, **self.step_metrics(trajs), "kl_to_base": 0.0}
+                metrics = {**self.pending_metrics, **self.step_metrics(trajs), "kl_to_base": 0.0,
+                           "loop/rl_step_seconds": time.perf_counter() - t0}
                 self.pending_metrics = {}
                 metrics.update(self.after_step(step))
                 self.sink.log(step, metrics)

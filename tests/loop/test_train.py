@@ -80,3 +80,27 @@ def test_each_step_trains_on_the_schedules_problems(finished_runs):
         want = {t.id for t in schedule.tasks_for_step(step, PROBLEMS)}
         got = {t.task_id for t in rl_episodes(run_dir) if t.step == step}
         assert got == want, step
+
+
+def test_a_continual_schedule_switches_the_task_source_and_logs_per_stage_accuracy(tmp_path):
+    from fst_agent.loop.config import parse_run_config
+    from fst_agent.loop.trainer import FSTRun
+    from tests.loop.conftest import TINY, tiny_config
+
+    stages = [
+        {"steps": 1, "env": TINY["env"]},
+        {"steps": 1, "env": {"name": "math", "config": {"max_turns": 2}, "pareto_split": "train", "pareto_tasks": 2,
+                             "eval_split": "validation", "eval_tasks": 1}},
+    ]
+    cfg = parse_run_config(tiny_config(mode="rl", schedule=stages,
+                                       loop={"max_steps": 2, "save_every": 2, "eval_every": None}))
+    run_dir = tmp_path / "continual"
+    FSTRun(cfg, run_dir, console_progress=False).run()
+    assert {(t.step, t.env) for t in rl_episodes(run_dir)} == {(1, "apps"), (2, "math")}
+    rows = read_metrics(run_dir)
+    # at the end of stage 0: its own accuracy; at the end of stage 1: both, and stage 0's forgetting
+    assert series(rows, "stage/0:apps/pass@1")[0] == [1, 2]
+    assert series(rows, "stage/1:math/pass@1")[0] == [2]
+    steps, forgetting = series(rows, "stage/0:apps/forgetting")
+    assert steps == [2] and forgetting[0] >= 0
+    assert (run_dir / "plots" / "stages.png").is_file()
