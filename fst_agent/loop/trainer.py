@@ -421,6 +421,8 @@ class FSTRun:
             logging_steps=1,
             report_to=list(cfg.metrics.report_to),
             disable_tqdm=True,
+            # TRL scores the sampled tokens at its own temperature: it must be the one they were sampled at
+            **({"temperature": cfg.rollout.sampling.temperature} if cfg.rollout.sampling.temperature > 0 else {}),
         )
         # TRL's sampler repeats each row G times contiguously; which problem a row becomes is decided by the
         # schedule (a function of the step), so a resumed run trains on the same problems
