@@ -14,7 +14,9 @@ class FSTCallback(TrainerCallback):
     ``on_train_begin``: the first fast round (fst arm, fresh run). ``on_step_end`` (before TRL logs and saves
     the step): policy version, fast round every T steps, periodic evaluation; their numbers go into the trainer's
     metrics so TRL logs them with the step to every ``report_to`` writer. ``on_log``: every record also to
-    ``metrics.jsonl``. ``on_save``: the population and loop state into TRL's checkpoint folder.
+    ``metrics.jsonl``. ``on_save``: the population and loop state into TRL's checkpoint folder. Under data
+    parallelism every rank runs these hooks; fast rounds, evaluation, metrics and our checkpoint files are the
+    main process's (:mod:`fst_agent.loop.distributed`).
     """
 
     def __init__(self, run: Any) -> None:
@@ -28,7 +30,7 @@ class FSTCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run.mode == "fst" and self.run.resumed_from in (None, 0) and state.global_step == 0:
-            self.run.pending_metrics.update(self.run.fast_round(0))
+            self.run.pending_metrics.update(self.run.fast_round_everywhere(0))
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step_started = time.perf_counter()
@@ -43,7 +45,7 @@ class FSTCallback(TrainerCallback):
         self._push(metrics)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not logs:
+        if not logs or not self.run.ranks.is_main:  # one writer of metrics.jsonl and the progress bar
             return
         self.run.sink.record(int(state.global_step), logs)
         self.run.progress.update(int(state.global_step), logs)

@@ -92,7 +92,10 @@ class Runtime:
     """The open resources of one command. Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, *, model: Any = None, tokenizer: Any = None,
-                 model_name: str | None = None, trace_store: TraceStore | None = None) -> None:
+                 model_name: str | None = None, trace_store: TraceStore | None = None,
+                 write_traces: bool = True) -> None:
+        """``write_traces=False``: open no trace store (``store`` is None; a data-parallel rank other than the main
+        process, whose episodes the main process writes)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.loop = EventLoopThread()
@@ -105,7 +108,8 @@ class Runtime:
             self.generator = TransformersGenerator(model, tokenizer)
             self.queue = TurnQueue(self.generator, config.rollout.max_batch_size)
             self.sandbox = create_sandbox(config.sandbox)
-            self.store = trace_store if trace_store is not None else TraceStore(self.run_dir)
+            self.store: TraceStore | None = (trace_store if trace_store is not None
+                                             else TraceStore(self.run_dir) if write_traces else None)
             seed_text = config.loop.seed_context or self.seed_context_of(0)
             self.seed = Context(id="seed", text=seed_text)
             self.contexts = MutableContexts(SeedContextProvider(seed_text))
@@ -168,7 +172,8 @@ class Runtime:
                     log.warning("run.sandbox_close_failed", error=str(exc))
         finally:
             self.loop.close()
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
 
     def __enter__(self) -> Runtime:
         return self

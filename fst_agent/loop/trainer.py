@@ -12,6 +12,11 @@ carry ``step = s`` in the trace store. A fast round after step ``s`` labels its 
 checkpoint ``s`` is written, so a checkpoint holds exactly the population its step ended with. On ``--resume``
 the run continues from its last complete checkpoint N: the episodes (and metric records) of steps after N are
 marked abandoned (kept, never counted twice), and the steps after N are redone with the same problems.
+
+Data-parallel (``accelerate launch`` / ``torchrun``, rl and fst arms): every rank runs this class; the main
+process builds each step's episode specs and owns the fast rounds, evaluation, metrics, plots, the trace store
+and ``fst_state.json``; see :mod:`fst_agent.loop.distributed`. The problems, contexts and group ids of a step
+are the ones a single process would use.
 """
 
 from __future__ import annotations
@@ -47,13 +52,14 @@ from fst_agent.loop.checkpoint import (
     write_state,
 )
 from fst_agent.loop.config import RunConfig, dump_run_config, parse_run_config, read_config_file
+from fst_agent.loop.distributed import Ranks
 from fst_agent.loop.evaluation import PassAtOne, evaluate_contexts, kl_to_base
 from fst_agent.loop.metrics import TENSORBOARD_DIR, MetricsSink, truncate_metrics
 from fst_agent.loop.plots import write_plots
 from fst_agent.loop.progress import RunProgress
 from fst_agent.loop.runtime import Runtime
 from fst_agent.policy.generation import GenerationRequest
-from fst_agent.policy.rollout import EpisodeSpec
+from fst_agent.policy.rollout import EpisodeSpec, RolloutBatch
 from fst_agent.types import Context, Task, Trajectory
 
 log = structlog.get_logger(__name__)
@@ -144,7 +150,8 @@ class FSTRun:
         only checked against it); ``max_steps`` extends (or shortens) a resumed run."""
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.console_progress = console_progress
+        self.ranks = Ranks()
+        self.console_progress = console_progress and self.ranks.is_main
         self.config = self._prepare_dir(config, max_steps)
         self.mode = self.config.mode
         self.started = time.perf_counter()
@@ -157,6 +164,22 @@ class FSTRun:
     # ---- run directory ------------------------------------------------------------------------------
 
     def _prepare_dir(self, config: RunConfig, max_steps: int | None) -> RunConfig:
+        """The main process checks and prepares the directory; the other ranks wait, then read what it decided."""
+        if not self.ranks.distributed:
+            return self._prepare_dir_here(config, max_steps)
+        prepared, error = None, None
+        if self.ranks.is_main:
+            try:
+                prepared = self._prepare_dir_here(config, max_steps)
+            except (RunDirectoryError, CheckpointError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        prepared = self.ranks.broadcast(prepared.model_dump(mode="json") if prepared is not None else None)
+        error = self.ranks.broadcast(error)
+        if error is not None:
+            raise RunDirectoryError(f"{error} (decided by the main process)")
+        return parse_run_config(prepared, source=f"{self.run_dir / CONFIG_FILE} (from the main process)")
+
+    def _prepare_dir_here(self, config: RunConfig, max_steps: int | None) -> RunConfig:
         saved = self.run_dir / CONFIG_FILE
         if self.resume:
             if not saved.is_file():
@@ -182,19 +205,28 @@ class FSTRun:
     def run(self) -> RunSummary:
         from fst_agent.log import configure_logging
 
-        configure_logging(level="info", json_file=self.run_dir / EVENTS_FILE,
-                          console=not self.console_progress)
+        ranks = self.ranks
+        configure_logging(level="info", json_file=ranks.suffixed(self.run_dir / EVENTS_FILE),
+                          console=not self.console_progress and ranks.is_main)
         cfg = self.config
+        if ranks.distributed and cfg.mode == "gepa":
+            raise RunDirectoryError("the gepa arm trains no weights: run it with one process (data parallelism is "
+                                    "for the rl and fst arms)")
         torch.manual_seed(cfg.loop.seed)
         random.seed(cfg.loop.seed)
-        update_run_info(self.run_dir, schema_version=1, mode=cfg.mode, status="running",
-                        env=[s.env.name for s in cfg.stages], model=cfg.model.name or "tiny-default",
-                        started_at=time.time())
-        log.info("run.start", run_dir=str(self.run_dir), mode=cfg.mode, resume=self.resume)
+        if ranks.is_main:
+            update_run_info(self.run_dir, schema_version=1, mode=cfg.mode, status="running",
+                            env=[s.env.name for s in cfg.stages], model=cfg.model.name or "tiny-default",
+                            started_at=time.time(), world_size=ranks.world_size)
+        log.info("run.start", run_dir=str(self.run_dir), mode=cfg.mode, resume=self.resume, rank=ranks.rank,
+                 world_size=ranks.world_size)
+        episodes = 0
         try:
-            with Runtime(cfg, self.run_dir) as runtime:
+            # one trace-store writer: the main process (the other ranks' episodes are gathered to it)
+            with Runtime(cfg, self.run_dir, write_traces=ranks.is_main) as runtime:
                 self.runtime = runtime
-                self.base_model = self._frozen_base(runtime.model) if cfg.mode != "gepa" and cfg.eval.kl_to_base else None
+                self.base_model = (self._frozen_base(runtime.model)
+                                   if cfg.mode != "gepa" and cfg.eval.kl_to_base and ranks.is_main else None)
                 self._setup_fast(runtime)
                 start = self._restore(runtime)
                 with RunProgress(cfg.loop.max_steps, start, enabled=self.console_progress) as progress:
@@ -203,17 +235,20 @@ class FSTRun:
                         self._run_gepa(runtime, start)
                     else:
                         self._run_trl(runtime, start)
-                self._finish(runtime)
-                episodes = runtime.store.count()
+                if ranks.is_main:
+                    self._finish(runtime)
+                    episodes = runtime.store.count()
         except BaseException as exc:
-            update_run_info(self.run_dir, status="failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted",
-                            error=f"{type(exc).__name__}: {exc}")
-            log.error("run.failed", error=f"{type(exc).__name__}: {exc}")
+            if ranks.is_main:
+                update_run_info(self.run_dir, status="failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted",
+                                error=f"{type(exc).__name__}: {exc}")
+            log.error("run.failed", error=f"{type(exc).__name__}: {exc}", rank=ranks.rank)
             raise
         summary = RunSummary(run_dir=self.run_dir, mode=cfg.mode, steps=cfg.loop.max_steps,
                              resumed_from=self.resumed_from, final_eval=self.last_eval, fast_rounds=self.fast_rounds,
                              episodes=episodes, seconds=time.perf_counter() - self.started)
-        update_run_info(self.run_dir, status="finished", finished_at=time.time(), summary=summary.to_dict())
+        if ranks.is_main:
+            update_run_info(self.run_dir, status="finished", finished_at=time.time(), summary=summary.to_dict())
         return summary
 
     # ---- set-up ------------------------------------------------------------------------------------
@@ -263,8 +298,9 @@ class FSTRun:
         found = latest_checkpoint(self.run_dir)
         if found is None:
             # killed before the first checkpoint: nothing of value to keep but the traces, which become abandoned
-            abandoned = runtime.store.mark_abandoned(after_step=-1)
-            truncate_metrics(self.run_dir, after_step=-1)
+            abandoned = runtime.store.mark_abandoned(after_step=-1) if self.ranks.is_main else 0
+            if self.ranks.is_main:
+                truncate_metrics(self.run_dir, after_step=-1)
             log.warning("run.resume_from_scratch", abandoned_episodes=abandoned)
             self.resumed_from = 0
             return 0
@@ -284,8 +320,10 @@ class FSTRun:
         self.stage_peaks = dict(state.extra.get("stage_peaks") or {})
         if state.extra.get("python_random") is not None:
             random.setstate(_tuple_state(state.extra["python_random"]))
-        abandoned = runtime.store.mark_abandoned(after_step=step)
-        dropped = truncate_metrics(self.run_dir, after_step=step)
+        abandoned = dropped = 0
+        if self.ranks.is_main:
+            abandoned = runtime.store.mark_abandoned(after_step=step)
+            dropped = truncate_metrics(self.run_dir, after_step=step)
         log.info("run.resume", checkpoint=str(path), step=step, abandoned_episodes=abandoned, dropped_metrics=dropped)
         self.resumed_from = step
         self._resume_path = path
@@ -312,6 +350,34 @@ class FSTRun:
         self.population.save(self.run_dir / POPULATION_FILE)
         log.info("fast.round", step=step, **{k: v for k, v in metrics.items() if not k.startswith("fast/rescore/")})
         return metrics
+
+    def fast_round_everywhere(self, step: int) -> dict[str, float]:
+        """:meth:`fast_round` on the main process, then its population and context sampler on every rank."""
+        if not self.ranks.distributed:
+            return self.fast_round(step)
+        metrics = self.fast_round(step) if self.ranks.is_main else {}
+        self.share_fast_state()
+        return metrics
+
+    def share_fast_state(self) -> None:
+        """Broadcast the main process's population, context-sampler state and round count to every rank."""
+        if self.optimizer is None:
+            return
+        state = self.ranks.broadcast({"population": self.population.to_dict(), "provider": self.provider.state_dict(),
+                                      "fast_rounds": self.fast_rounds} if self.ranks.is_main else None)
+        if not self.ranks.is_main:
+            from fst_agent.fast import Population
+
+            self._adopt_population(Population.from_dict(state["population"], source="the main process's population"))
+            self.provider.load_state_dict(state["provider"])
+            self.fast_rounds = int(state["fast_rounds"])
+
+    def step_specs(self, step: int, problems: int) -> list[EpisodeSpec]:
+        """Step ``step``'s episodes: the schedule's ``problems`` problems, a group of G rollouts each with the
+        contexts the provider assigns (one ``contexts_for_group`` call per problem, in order)."""
+        engine = self.runtime.engine_for_step(step)
+        tasks = self.runtime.schedule.tasks_for_step(step, problems)
+        return [spec for task in tasks for spec in engine.group_specs(task, self.config.loop.group_size, step=step)]
 
     def policy_version(self, step: int) -> int:
         """The weights' version after ``step`` RL steps (frozen in the gepa arm: always 0)."""
@@ -374,7 +440,11 @@ class FSTRun:
         return table
 
     def checkpoint(self, step: int, directory: Path) -> None:
-        """Our part of checkpoint ``step`` (TRL wrote its part first in the rl/fst arms)."""
+        """Our part of checkpoint ``step`` (TRL wrote its part first in the rl/fst arms): written by the main
+        process once every rank has saved its own files."""
+        self.ranks.barrier()
+        if not self.ranks.is_main:
+            return
         if self.optimizer is not None or self.mode == "gepa":
             self.population.save(directory / POPULATION_FILE)
         state = LoopState(
@@ -408,12 +478,16 @@ class FSTRun:
         from fst_agent.loop.callbacks import FSTCallback
         from fst_agent.slow import FSTGRPOTrainer
 
-        cfg = self.config
+        cfg, ranks = self.config, self.ranks
         problems, group = cfg.loop.problems_per_step, cfg.loop.group_size
+        if (problems * group) % ranks.world_size:
+            raise ValueError(f"loop.problems_per_step x loop.group_size = {problems * group} rollouts per step do not "
+                             f"split evenly over {ranks.world_size} processes")
         args = cfg.slow.grpo_config(
             output_dir=str(checkpoints_dir(self.run_dir)),
             max_steps=cfg.loop.max_steps,
-            per_device_train_batch_size=problems * group,
+            # the same global batch whatever the number of processes: a problem's group may span ranks
+            per_device_train_batch_size=problems * group // ranks.world_size,
             num_generations=group,
             seed=cfg.loop.seed,
             save_strategy="steps",
@@ -430,17 +504,23 @@ class FSTRun:
 
         def rollout_func(prompts: list[Any], trainer: Any) -> dict[str, Any]:
             step = int(trainer.state.global_step) + 1
-            n = len(prompts) // group
-            tasks = runtime.schedule.tasks_for_step(step, n)
-            repeated = [t for t in tasks for _ in range(group)]
-            batch = runtime.loop.run(runtime.engine_for_step(step).rollout(repeated, step=step))
-            self.recent = list(batch.trajectories)
-            # the slow trainer logs reward and status counts itself; the loop adds what only it knows
-            self.pending_metrics["contexts_per_step"] = self.step_metrics(batch.trajectories)["contexts_per_step"]
+            total = len(prompts) * ranks.world_size  # TRL hands rank r rows [r*B, (r+1)*B) of the global batch
+            specs = ranks.broadcast(self.step_specs(step, total // group) if ranks.is_main else None)
+            mine = specs[ranks.rows(total)]
+            batch = RolloutBatch(runtime.run_specs(runtime.engine_for_step(step), mine))
+            everyone = ranks.gather(batch.trajectories)
+            if everyone is not None:
+                trajectories = [t for part in everyone for t in part]
+                if ranks.distributed:  # the main process wrote its own rows as they finished; now the others'
+                    for spec, traj in list(zip(specs, trajectories, strict=True))[len(mine):]:
+                        runtime.store.write(traj, spec.task)
+                self.recent = trajectories
+                # the slow trainer logs reward and status counts itself; the loop adds what only it knows
+                self.pending_metrics["contexts_per_step"] = self.step_metrics(trajectories)["contexts_per_step"]
             return batch.to_trl()
 
         self.pending_metrics: dict[str, float] = {}
-        self.sink = MetricsSink(self.run_dir)
+        self.sink = MetricsSink(self.run_dir) if ranks.is_main else None
         trainer = FSTGRPOTrainer(
             model=runtime.model, processing_class=runtime.tokenizer, args=args, slow_config=cfg.slow,
             rollout_func=rollout_func, train_dataset=dataset, callbacks=[FSTCallback(self)],
@@ -454,8 +534,9 @@ class FSTRun:
         resume_path = getattr(self, "_resume_path", None)
         trainer.train(resume_from_checkpoint=str(resume_path) if resume_path is not None else None)
         final = self.run_dir / FINAL_DIR
-        trainer.save_model(str(final))
-        runtime.tokenizer.save_pretrained(str(final))
+        trainer.save_model(str(final))  # every rank (DeepSpeed/FSDP gather); the main process writes
+        if ranks.is_main:
+            runtime.tokenizer.save_pretrained(str(final))
 
     # ---- the gepa arm (frozen weights, no TRL trainer) ---------------------------------------------
 
@@ -489,7 +570,9 @@ class FSTRun:
         if self.mode != "gepa":
             self.runtime.set_policy_version(step)
         if self.mode != "rl" and step % cfg.loop.fast_every == 0 and step < cfg.loop.max_steps:
-            metrics.update(self.fast_round(step))
+            metrics.update(self.fast_round_everywhere(step))
+        if not self.ranks.is_main:  # evaluation runs on the main process only
+            return metrics
         if cfg.loop.eval_every is not None and step % cfg.loop.eval_every == 0 and step < cfg.loop.max_steps:
             metrics.update(self.evaluate(step))
         if len(self.runtime.schedule.stages) > 1 and step == self.runtime.schedule.stage_of(step).last_step:
