@@ -676,6 +676,12 @@ def plot(
         print(path)
 
 
+# ---- experiments (fst_agent/experiments/cli.py): `fst-agent experiment mini ...` --------------------------------
+from fst_agent.experiments.cli import experiment_app  # noqa: E402 - a sub-app mounted after every command
+
+app.add_typer(experiment_app, name="experiment")
+
+
 def main() -> None:
     app()
 

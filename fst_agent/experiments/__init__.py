@@ -1,0 +1,1 @@
+"""Reproducible learning experiments: the paper in miniature (``fst-agent experiment mini``)."""
