@@ -152,6 +152,18 @@ class Runtime:
                              env_config=env_config, sandbox=self.sandbox, contexts=self.contexts, config=engine.config,
                              trace_store=self.store, policy_version="base")
 
+    def use_generator(self, generator: Any) -> None:
+        """Generate every episode's turns with ``generator`` from now on (e.g. TRL's vLLM engine, built with the
+        trainer): a new turn queue for every engine, the old one closed. A generator that batches on its own (a
+        vLLM server) gets up to ``rollout.concurrency`` batches in flight."""
+        old = self.queue
+        in_flight = self.config.rollout.concurrency if getattr(generator, "continuous_batching", False) else 1
+        self.generator = generator
+        self.queue = TurnQueue(generator, self.config.rollout.max_batch_size, max_in_flight=in_flight)
+        for engine in [*self.engines.values(), *self._eval_engines.values()]:
+            engine.queue = self.queue
+        self.loop.run(old.close(), timeout=30)
+
     def set_policy_version(self, version: int | str) -> None:
         for engine in [*self.engines.values(), *self._eval_engines.values()]:
             engine.policy_version = version

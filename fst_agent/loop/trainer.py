@@ -526,6 +526,8 @@ class FSTRun:
             rollout_func=rollout_func, train_dataset=dataset, callbacks=[FSTCallback(self)],
         )
         self.trainer = trainer
+        if trainer.use_vllm:  # rollouts, fast rounds and evaluation generate with TRL's vLLM engine
+            runtime.use_generator(vllm_generator(trainer, runtime, cfg))
         for callback in list(trainer.callback_handler.callbacks):
             if type(callback).__name__ == "TensorBoardCallback":  # one TensorBoard folder for every arm
                 callback.logging_dir = str(self.run_dir / TENSORBOARD_DIR)
@@ -569,7 +571,12 @@ class FSTRun:
         metrics: dict[str, float] = {}
         if self.mode != "gepa":
             self.runtime.set_policy_version(step)
-        if self.mode != "rl" and step % cfg.loop.fast_every == 0 and step < cfg.loop.max_steps:
+        fast_due = self.mode != "rl" and step % cfg.loop.fast_every == 0 and step < cfg.loop.max_steps
+        eval_due = (cfg.loop.eval_every is not None and step % cfg.loop.eval_every == 0) or step == cfg.loop.max_steps \
+            or (len(self.runtime.schedule.stages) > 1 and step == self.runtime.schedule.stage_of(step).last_step)
+        if (fast_due or eval_due) and getattr(getattr(self, "trainer", None), "use_vllm", False):
+            self._sync_vllm_weights(step)
+        if fast_due:
             metrics.update(self.fast_round_everywhere(step))
         if not self.ranks.is_main:  # evaluation runs on the main process only
             return metrics
@@ -578,6 +585,15 @@ class FSTRun:
         if len(self.runtime.schedule.stages) > 1 and step == self.runtime.schedule.stage_of(step).last_step:
             metrics.update(self.evaluate_stages(step))
         return metrics
+
+    def _sync_vllm_weights(self, step: int) -> None:
+        """TRL pushes the weights into vLLM before each generation batch; the loop's own generation (fast rounds,
+        evaluation) comes after an update, so it pushes them first (every rank: ZeRO-3 gathers are collective)."""
+        trainer = self.trainer
+        if trainer._last_loaded_step != trainer.state.global_step:
+            trainer.vllm_generation.sync_weights()
+            trainer._last_loaded_step = trainer.state.global_step
+            log.info("vllm.weights_synced", step=step)
 
     def evaluate_stages(self, step: int) -> dict[str, float]:
         """Continual learning: pass@1 (best context) on the held-out tasks of every stage reached so far, and
@@ -623,6 +639,22 @@ class FSTRun:
         return {"best": {"id": best.id, "text": best.text}, "seed": {"id": "seed", "text": self.runtime.seed.text},
                 "population": json.loads((self.run_dir / POPULATION_FILE).read_text())
                 if (self.run_dir / POPULATION_FILE).is_file() else None}
+
+
+def vllm_generator(trainer: Any, runtime: Runtime, config: RunConfig) -> Any:
+    """Our :class:`~fst_agent.policy.generation.VLLMGenerator` on the engine TRL runs for ``trainer``
+    (``slow.trl.use_vllm``): its colocated ``vllm.LLM``, or the ``trl vllm-serve`` server it syncs weights to."""
+    from fst_agent.policy.generation import VLLMGenerator
+
+    args, eos = trainer.args, runtime.chat.eos_token_ids
+    if args.vllm_mode == "colocate":
+        return VLLMGenerator.colocate(trainer.vllm_generation.llm, eos_token_ids=eos,
+                                      max_context_tokens=args.vllm_max_model_length)
+    base_url = args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}"
+    model = config.model.name or getattr(runtime.model, "name_or_path", None)
+    if not model:
+        raise ValueError("vLLM server mode needs model.name (the model the server was started with)")
+    return VLLMGenerator.server(base_url, model, eos_token_ids=eos, timeout_s=args.vllm_server_timeout)
 
 
 def _tuple_state(state: Any) -> Any:
