@@ -1,4 +1,5 @@
-"""Data-parallel FST for real: ``fst-agent train`` in 2 processes (accelerate, gloo on CPU), then ``--resume``.
+"""Data-parallel FST for real: ``fst-agent train`` in 2 processes (``accelerate launch --config_file
+configs/accelerate/cpu-2proc.yaml``, gloo on CPU), then ``--resume``.
 
 One group of G = 4 rollouts per step with a per-device batch of 2, so every problem's group spans both ranks.
 Checked on what the ranks themselves recorded (tests/scale/dp_probe.py) and on the run directory:
@@ -37,7 +38,7 @@ def launch(out: Path, *train_args: str) -> list[dict]:
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = accelerate_command(PROCESSES, [str(PROBE), str(out), "--", "--quiet", *train_args],
-                             python=sys.executable)
+                             config_file=REPO / "configs" / "accelerate" / "cpu-2proc.yaml", python=sys.executable)
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(PROCESSES)]

@@ -4,7 +4,7 @@ an episode.
 Eight concurrent math episodes (``rollout.concurrency: 8``) on the real local sandbox, bounded to 2 sandbox sessions
 (``rollout.sandbox_sessions: 2``; the default is half of ``sandbox.max_sessions``), once as it is and once behind a
 wrapper that adds latency to every run — what a remote Docker host or e2b adds per call. The slow pass takes at least
-the latency times the waves the bound forces, the bound holds, and the trace store holds every episode exactly once,
+the latency times the waves the bound forces (the delays queue, they are not skipped), the bound holds, and the trace store holds every episode exactly once,
 each scored as the model earned it.
 """
 
@@ -104,5 +104,7 @@ async def test_a_slow_backend_slows_rollouts_and_loses_no_episode(tmp_path):
             assert len({t.episode_id for t in stored}) == EPISODES
     finally:
         await inner.close()
-    waves = EPISODES // SESSIONS  # the bound lets 2 episodes hold sessions at a time: 4 waves of runs
-    assert seconds[LATENCY_S] - seconds[0.0] >= 0.9 * waves * LATENCY_S, seconds
+    # the bound lets 2 episodes hold sessions at a time: at least 4 waves of delayed runs, one after another
+    # (unbounded, the 8 delays would overlap: about one latency in all)
+    waves = EPISODES // SESSIONS
+    assert seconds[LATENCY_S] >= waves * LATENCY_S and seconds[LATENCY_S] > seconds[0.0] + LATENCY_S, seconds
