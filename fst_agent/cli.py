@@ -676,6 +676,21 @@ def plot(
         print(path)
 
 
+@app.command()
+def view(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by fst-agent train (several: their "
+                                                   "curves overlaid), or a folder holding runs.")],
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).", min=0, max=65535)] = 8765,
+    host: Annotated[str, typer.Option(help="Address to bind; the default, loopback, lets only this machine connect.")] = "127.0.0.1",
+    refresh: Annotated[float, typer.Option(help="Seconds between checks for new data of a run still being written "
+                                           "(0: never).", min=0)] = 5.0,
+) -> None:
+    """Serve a local, read-only web viewer over runs: curves, a step's episodes, an episode, its context's lineage."""
+    from fst_agent.viewer import run_view_command
+
+    raise typer.Exit(run_view_command(run_dirs, host=host, port=port, refresh_seconds=refresh))
+
+
 # ---- experiments (fst_agent/experiments/cli.py): `fst-agent experiment mini ...` --------------------------------
 from fst_agent.experiments.cli import experiment_app  # noqa: E402 - a sub-app mounted after every command
 

@@ -36,6 +36,7 @@ from fst_agent.env.data.offline import load_offline_problems
 from fst_agent.env.data.problems import CodeProblem
 from fst_agent.env.judge import Judge, JudgeConfig, JudgeReport, problem_checker
 from fst_agent.env.tools import ToolError, ToolOutput, tool
+from fst_agent.env.views import ResultBlock
 from fst_agent.sandbox.common import sandbox_error
 from fst_agent.sandbox.protocol import SandboxSession, SandboxUnavailable
 from fst_agent.sandbox.retry import InfrastructureError
@@ -51,6 +52,7 @@ from fst_agent.types import (
     ToolResult,
     VerdictKind,
 )
+from fst_code_envs.viewer import render_tool_result
 
 log = structlog.get_logger("fst_code_envs")
 
@@ -453,6 +455,15 @@ class CodeEnvironment(ToolEnvironment):
             if verdict.stderr_excerpt:
                 lines.append(f"  stderr: {_tail(verdict.stderr_excerpt, n)}")
         return "\n".join(lines)
+
+    # ---------------------------------------------------------------------------------------------
+    # What a person sees in the run viewer
+    # ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def render_tool_result(cls, call: ToolCall | None, result: ToolResult) -> list[ResultBlock] | None:
+        """How ``fst-agent view`` shows this environment's tool results (see :mod:`fst_code_envs.viewer`)."""
+        return render_tool_result(call, result)
 
 
 class _GuardedSession:
