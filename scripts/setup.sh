@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 (bookworm) machine for fst-agent, idempotently:
-#   1. apt packages: bubblewrap (local sandbox), docker.io (Docker sandbox), debootstrap (offline image), iproute2
+#   1. apt packages: bubblewrap (local sandbox), docker.io (Docker sandbox), debootstrap (offline image), iproute2,
+#      chromium + chromium-driver (the run viewer's browser tests)
 #   2. start dockerd if it is not running, and wait for it
 #   3. build the sandbox image offline (sandboxes/docker/build-offline.sh) unless it exists
 #   4. torch 2.13.0 (CPU) first, so the project's torch range is already satisfied, then the project itself
@@ -17,6 +18,8 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt-get install ${missing[*]}"
   $SUDO apt-get update -qq

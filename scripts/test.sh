@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test lane in one pytest run: core contracts, environments, sandboxes (bubblewrap and Docker,
-# real services), CLI. Under CI=true a missing bubblewrap or Docker daemon fails the run instead of
-# skipping its tests. Extra arguments go to pytest (e.g. `-m bwrap`, `-k registry`).
+# real services), policy, slow, fast, loop, viewer (headless Chromium), CLI. Under CI=true a missing
+# bubblewrap, Docker daemon or Chromium fails the run instead of skipping its tests. Extra arguments go to pytest (e.g. `-m bwrap`, `-k registry`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=python3; [ -x .venv/bin/python ] && PY=.venv/bin/python
@@ -10,5 +10,6 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_HUB_DISABLE_T
 if [ "${CI:-}" = "true" ]; then
   command -v bwrap >/dev/null || { echo "test.sh: bubblewrap is missing under CI=true (run scripts/setup.sh)" >&2; exit 1; }
   docker info >/dev/null 2>&1 || { echo "test.sh: the Docker daemon is not running under CI=true (run scripts/setup.sh)" >&2; exit 1; }
+  { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { echo "test.sh: chromium/chromium-driver missing under CI=true (run scripts/setup.sh)" >&2; exit 1; }
 fi
 exec "$PY" -m pytest tests -q -ra --durations=10 -p no:cacheprovider "$@"

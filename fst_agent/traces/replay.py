@@ -89,7 +89,7 @@ def _reward_style(reward: float | None) -> str:
     return "green" if reward >= 1 else ("yellow" if reward > 0 else "red")
 
 
-def _result_status(result: ToolResult) -> str:
+def result_status(result: ToolResult) -> str:
     if result.execution is not None:
         return result.execution.status.value
     return "error" if result.error is not None else "ok"
@@ -101,7 +101,7 @@ def _arg_lexer(name: str, value: Any) -> str | None:
     return CODE_ARGUMENTS.get(name.lower())
 
 
-def _results_by_call(turn_calls: list[ToolCall], results: list[ToolResult]) -> list[ToolResult | None]:
+def results_by_call(turn_calls: list[ToolCall], results: list[ToolResult]) -> list[ToolResult | None]:
     """The recorded result of each call: the first unused result with its call id, else the unused result
     at its position (a model may reuse ids within a turn)."""
     used: set[int] = set()
@@ -193,7 +193,7 @@ def _render_turn(turn, lim: Limits) -> list[RenderableType]:  # type: ignore[no-
         text = ""
     if text:
         out.append(Panel(Text(excerpt(text, lim.message)), title="assistant", border_style="green"))
-    for call, result in zip(turn.tool_calls, _results_by_call(turn.tool_calls, turn.tool_results), strict=True):
+    for call, result in zip(turn.tool_calls, results_by_call(turn.tool_calls, turn.tool_results), strict=True):
         out.append(_render_call(call))
         out.append(_render_result(result, lim) if result is not None else Text("  (no result recorded)", style="red"))
     if not turn.tool_calls:
@@ -221,7 +221,7 @@ def _render_call(call: ToolCall) -> RenderableType:
 
 
 def _render_result(result: ToolResult, lim: Limits) -> RenderableType:
-    status = _result_status(result)
+    status = result_status(result)
     ok = status == "ok"
     body: list[RenderableType] = []
     if result.error and result.error not in result.content:
@@ -332,7 +332,7 @@ def episode_html(traj: Trajectory, *, abandoned: bool = False) -> str:
             text = ""
         if text:
             w(f"<div class=\"box assistant\"><span class=\"label\">assistant</span><pre>{_e(text)}</pre></div>")
-        for call, result in zip(turn.tool_calls, _results_by_call(turn.tool_calls, turn.tool_results), strict=True):
+        for call, result in zip(turn.tool_calls, results_by_call(turn.tool_calls, turn.tool_results), strict=True):
             w(_call_html(call))
             w(_result_html(result) if result is not None else "<div class=\"box result bad\">no result recorded</div>")
         if not turn.tool_calls:
@@ -364,7 +364,7 @@ def _call_html(call: ToolCall) -> str:
 
 
 def _result_html(result: ToolResult) -> str:
-    status = _result_status(result)
+    status = result_status(result)
     bad = "" if status == "ok" else " bad"
     p = [f"<div class=\"box result{bad}\"><span class=\"label\">← {_e(result.name)}</span> "
          f"<span class=\"{'pass' if not bad else 'fail'}\">{_e(status)}</span> · reward {result.reward:g}"
@@ -434,8 +434,8 @@ def compare_results(then: ToolResult | None, now: ToolResult | None) -> dict[str
     diffs: dict[str, tuple[Any, Any]] = {}
     if then.error != now.error:
         diffs["error"] = (then.error, now.error)
-    if _result_status(then) != _result_status(now):
-        diffs["status"] = (_result_status(then), _result_status(now))
+    if result_status(then) != result_status(now):
+        diffs["status"] = (result_status(then), result_status(now))
     if normalize_content(then.content) != normalize_content(now.content):
         diffs["content"] = (then.content, now.content)
     if not _same_reward(then.reward, now.reward):
@@ -512,7 +512,7 @@ async def rerun_episode(
         ]
         calls: list[CallComparison] = []
         for turn in traj.turns:
-            recorded = _results_by_call(turn.tool_calls, turn.tool_results)
+            recorded = results_by_call(turn.tool_calls, turn.tool_results)
             for call, then in zip(turn.tool_calls, recorded, strict=True):
                 try:
                     now = await env.step(call)
@@ -564,8 +564,8 @@ def render_rerun(report: RerunReport) -> Group:
                                    ("\n  now:  ", "bold"), excerpt(now, 300)))
     table = Table("turn", "call", "tool", "status then → now", "reward then → now", "result")
     for c in report.calls:
-        st_then = _result_status(c.then) if c.then else "-"
-        st_now = _result_status(c.now) if c.now else "-"
+        st_then = result_status(c.then) if c.then else "-"
+        st_now = result_status(c.now) if c.now else "-"
         rw_then = f"{c.then.reward:g}" if c.then else "-"
         rw_now = f"{c.now.reward:g}" if c.now else "-"
         verdict = Text("same", style="green") if c.identical else Text("differs: " + ", ".join(c.differences), style="red")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fst_agent.traces.replay import CODE_ARGUMENTS, _result_status, _results_by_call
+from fst_agent.traces.replay import CODE_ARGUMENTS, result_status, results_by_call
 from fst_agent.traces.store import ReflectionRecord
 from fst_agent.types import ToolCall, Trajectory, Turn
 from fst_agent.viewer.config import ViewerConfig
@@ -440,13 +440,13 @@ class Pages:
                        f'<pre class="plain">{esc(turn.thoughts)}</pre></div>')
         out.append(folded("assistant text (as generated)", f'<pre class="plain">{esc(turn.assistant_text)}</pre>',
                           open_=not turn.tool_calls, cls="message assistant"))
-        results = _results_by_call(turn.tool_calls, turn.tool_results)
+        results = results_by_call(turn.tool_calls, turn.tool_results)
         for i, (call, result) in enumerate(zip(turn.tool_calls, results, strict=True)):
             out.append(f'<div class="call" id="call-{turn.index}-{i}">{self._call_html(call)}')
             if result is None:
                 out.append('<p class="bad">no result recorded</p></div>')
                 continue
-            status = _result_status(result)
+            status = result_status(result)
             rendered = self.renderers.render(traj.env, call, result)
             note = f'<p class="warn">{esc(rendered.note)}</p>' if rendered.note else ""
             out.append(f'<div class="result tone-{status_tone(status)}"><div class="role">← {esc(result.name)} · '
