@@ -17,19 +17,25 @@ union of their rows. What the loop adds to TRL's own data parallelism:
   checkpoint complete), so a complete checkpoint always holds every rank's files.
 
 Collectives go through ``torch.distributed`` (gloo on CPU, NCCL on GPUs), initialized by accelerate's
-``PartialState`` exactly as TRL's ``GRPOConfig`` would; with one process every call is a local no-op.
+``PartialState`` as TRL's ``GRPOConfig`` would, but with a longer collective timeout (``FST_DP_TIMEOUT_S``,
+default 4 hours, instead of torch's 30 minutes): the other ranks wait in a broadcast while the main process runs
+a fast round, which can take that long on a real run. With one process every call is a local no-op.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Ranks", "launched_world_size"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Ranks", "launched_world_size"]
+
+#: how long a rank waits in a collective (e.g. for the main process's fast round) before the job fails
+DEFAULT_TIMEOUT_S = 4 * 3600
 
 
 def launched_world_size() -> int:
@@ -55,7 +61,8 @@ class Ranks:
             import torch
             from accelerate import PartialState
 
-            state = PartialState(cpu=not torch.cuda.is_available())
+            timeout = timedelta(seconds=float(os.environ.get("FST_DP_TIMEOUT_S", DEFAULT_TIMEOUT_S)))
+            state = PartialState(cpu=not torch.cuda.is_available(), timeout=timeout)
             if state.num_processes != self.world_size:
                 raise RuntimeError(f"WORLD_SIZE={self.world_size} but accelerate joined {state.num_processes} "
                                    "process(es); launch with `accelerate launch --multi_gpu --num_processes N` "

@@ -14,7 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["accelerate_command", "free_port", "launch_data_parallel"]
+__all__ = ["LAUNCH_OPTIONS", "accelerate_command", "free_port", "launch_data_parallel", "without_options"]
+
+#: the train command's options that choose the launch, not the run (dropped from what each process receives)
+LAUNCH_OPTIONS = ("--num-processes", "--accelerate-config")
 
 
 def free_port() -> int:
@@ -43,6 +46,20 @@ def accelerate_command(num_processes: int, target: Sequence[str], *, config_file
                 "--dynamo_backend", "no"]
     cmd += ["--main_process_port", str(port or free_port()), *target]
     return cmd
+
+
+def without_options(argv: Sequence[str], names: Sequence[str] = LAUNCH_OPTIONS) -> list[str]:
+    """``argv`` without the options ``names`` (``--name value`` or ``--name=value``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not any(arg.startswith(f"{name}=") for name in names):
+            out.append(arg)
+    return out
 
 
 def launch_data_parallel(num_processes: int, train_args: Sequence[str], *, config_file: str | Path | None = None,

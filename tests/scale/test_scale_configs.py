@@ -35,3 +35,14 @@ def test_multi_gpu_recipes_validate_and_split_over_their_processes(name):
     assert (config.loop.problems_per_step * config.loop.group_size) % processes == 0
     assert config.slow.trl["use_vllm"] is True and config.slow.trl["vllm_mode"] in name
     assert config.model.name  # a real run names its model (server mode needs the served name)
+
+
+def test_the_relaunch_drops_only_the_launch_options():
+    from fst_agent.loop.launch import accelerate_command, without_options
+
+    argv = ["--config", "c.yaml", "--num-processes", "2", "--accelerate-config=x.yaml", "--output", "runs/a", "--quiet"]
+    assert without_options(argv) == ["--config", "c.yaml", "--output", "runs/a", "--quiet"]
+    cmd = accelerate_command(2, ["-m", "fst_agent.cli", "train", "--quiet"], port=29500, python="py")
+    assert cmd[:3] == ["py", "-m", "accelerate.commands.launch"] and "--cpu" not in cmd
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and "--multi_gpu" in cmd
+    assert cmd[-4:] == ["-m", "fst_agent.cli", "train", "--quiet"]
