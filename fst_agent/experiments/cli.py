@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_MINI_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "mini" / "config.yaml"
+
+def default_mini_config() -> Path:
+    """``experiments/mini/config.yaml``: at the top of a checkout, or shipped as package data in a wheel."""
+    from fst_agent.resources import resource_path
+
+    return resource_path("experiments", "mini", "config.yaml")
+
 
 experiment_app = typer.Typer(help="Reproducible learning experiments (the paper in miniature).", no_args_is_help=True)
 
@@ -30,7 +36,8 @@ def mini(
     arms: Annotated[str | None, typer.Option(help="Comma-separated arms: fst,rl,gepa (default: the config's).")] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (default: the config's).", min=1)] = None,
     output: Annotated[Path, typer.Option(help="Output folder (runs, probes, summary, plots).")] = Path("runs/mini"),
-    config: Annotated[Path, typer.Option(help="Experiment config (every setting fixed before the runs).")] = DEFAULT_MINI_CONFIG,
+    config: Annotated[Path | None, typer.Option(help="Experiment config (every setting fixed before the runs; default: "
+                                                "experiments/mini/config.yaml).")] = None,
     accuracies: Annotated[str | None, typer.Option(help="Comma-separated accuracies p of the stand-in reflector "
                                                    "(default: the config's).")] = None,
 ) -> None:
@@ -41,7 +48,7 @@ def mini(
 
     try:
         p = [float(x) for x in _csv(accuracies)] if accuracies is not None else None  # type: ignore[union-attr]
-        cfg = load_mini_config(config, arms=_csv(arms), seeds=seeds, reflector_accuracies=p)
+        cfg = load_mini_config(config or default_mini_config(), arms=_csv(arms), seeds=seeds, reflector_accuracies=p)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None

@@ -18,9 +18,10 @@ class ReflectionConfig(_Section):
     """The reflection LM: any OpenAI-compatible endpoint, or the policy model itself."""
 
     kind: Literal["openai", "policy"] = Field(
-        "openai",
+        "policy",
         description="'openai': POST {base_url}/chat/completions (vLLM server, hosted API). 'policy': the policy "
-        "model answers through the completion function the loop hands to make_reflection_lm.",
+        "model answers through the completion function the loop hands to make_reflection_lm (the default, so a "
+        "config without an endpoint runs anywhere).",
     )
     base_url: str | None = Field(
         None, description="Endpoint root of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 (kind openai)."

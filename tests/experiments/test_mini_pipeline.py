@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from fst_agent.experiments.cli import DEFAULT_MINI_CONFIG, experiment_app
+from fst_agent.experiments.cli import default_mini_config, experiment_app
 from tests.conftest import bwrap_available, require
 
 pytestmark = [pytest.mark.bwrap, pytest.mark.slow]
@@ -24,7 +24,7 @@ STAGE_STEPS = 2
 
 def short_config(tmp_path: Path) -> Path:
     """The experiment's own config, shortened (steps, tasks, budgets) and on the short test model."""
-    cfg = yaml.safe_load(DEFAULT_MINI_CONFIG.read_text())
+    cfg = yaml.safe_load(default_mini_config().read_text())
     cfg.update(seeds=1, reflector_accuracies=[1.0], model_recipe="test-short", stage_steps=STAGE_STEPS,
                probe_steps=1, env={"train_tasks": 16, "eval_tasks": 4}, pareto_tasks=3, eval_tasks=4)
     cfg["run"]["loop"].update(problems_per_step=2, group_size=4, fast_every=1, save_every=2, eval_every=2)
