@@ -16,7 +16,13 @@ from typing import Any
 
 import structlog
 
-from fst_agent.loop.checkpoint import CONFIG_FILE, POPULATION_FILE, read_run_info, weights_dir, write_json_atomic
+from fst_agent.loop.checkpoint import (
+    CONFIG_FILE,
+    POPULATION_FILE,
+    read_run_info,
+    weights_dir,
+    write_json_atomic,
+)
 from fst_agent.loop.config import EnvSection, RunConfig, parse_run_config, read_config_file
 from fst_agent.loop.evaluation import evaluate_contexts, kl_to_base
 from fst_agent.loop.runtime import Runtime, load_model
