@@ -13,14 +13,14 @@ beside the configured one.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from fst_agent.fast.local_endpoint import LocalChatEndpoint
 
 STAND_IN_MODEL = "stand-in-reflector (a program, not an LLM)"
 _PAIR = re.compile(r"input '([^']*)'[:;] expected '([^']*)'")
@@ -90,52 +90,10 @@ class StandInReflector:
                 "realized_accuracy": (sum(d.correct for d in seen) / len(seen)) if seen else None}
 
 
-class StandInReflectionServer:
+class StandInReflectionServer(LocalChatEndpoint):
     """``POST /v1/chat/completions`` on 127.0.0.1 (a free port) in a thread, answering with the stand-in's
     reply to the last user message and a ``usage`` block (word counts). Use as a context manager."""
 
     def __init__(self, reflector: StandInReflector) -> None:
         self.reflector = reflector
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"]
-                reply = outer.reflector.reflect(prompt)
-                self._send(200, {
-                    "id": f"standin-{len(outer.reflector.decisions)}", "object": "chat.completion",
-                    "model": STAND_IN_MODEL,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(reply.split()),
-                              "total_tokens": len(prompt.split()) + len(reply.split())},
-                })
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> StandInReflectionServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(reflector.reflect, model=STAND_IN_MODEL)

@@ -4,13 +4,11 @@ prompt into instructions), and a real local OpenAI-compatible HTTP server that c
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from fst_agent.fast.local_endpoint import LocalChatEndpoint
 from fst_agent.types import (
     Context,
     EpisodeStatus,
@@ -75,69 +73,22 @@ def policy_fn(program: Callable[[str], str] = reflect_program) -> tuple[Callable
 # --------------------------------------------------------------------------------------------------
 
 
-class FakeOpenAIServer:
-    """``POST /v1/chat/completions`` on 127.0.0.1 in a thread. Each request takes the next entry of
-    ``script`` (an HTTP status to answer with an error body), then falls back to answering with
-    ``program(last user message)`` and a ``usage`` block; after ``fail_after`` good answers every request gets
-    a 503. Records every request (headers and JSON body)."""
+class FakeOpenAIServer(LocalChatEndpoint):
+    """:class:`LocalChatEndpoint` with scripted failures: each request takes the next entry of ``script`` (an HTTP
+    status to answer with an error body), then falls back to answering with ``program(last user message)``;
+    after ``fail_after`` good answers every request gets a 503."""
 
     def __init__(self, program: Callable[[str], str] = reflect_program, script: Sequence[int] = (),
                  model: str = "stand-in-reflector", fail_after: int | None = None) -> None:
-        self.program = program
+        super().__init__(program, model=model, poll_interval=0.02)
         self.script = list(script)
         self.fail_after = fail_after
-        self.answered = 0
-        self.model = model
-        self.requests: list[dict[str, Any]] = []
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                if server.script or (server.fail_after is not None and server.answered >= server.fail_after):
-                    status = server.script.pop(0) if server.script else 503
-                    self._send(status, {"error": {"message": f"scripted {status}"}})
-                    return
-                if self.path != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": "not found"}})
-                    return
-                prompt = body["messages"][-1]["content"]
-                reply = server.program(prompt)
-                server.answered += 1
-                self._send(200, {
-                    "id": f"cmpl-{len(server.requests)}", "object": "chat.completion", "model": server.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(reply.split()),
-                              "total_tokens": len(prompt.split()) + len(reply.split())},
-                })
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> FakeOpenAIServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+    def respond(self, path: str, headers: Any, body: Any) -> tuple[int, dict[str, Any]]:
+        if self.script or (self.fail_after is not None and self.answered >= self.fail_after):
+            status = self.script.pop(0) if self.script else 503
+            return status, {"error": {"message": f"scripted {status}"}}
+        return super().respond(path, headers, body)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,26 +12,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import bwrap_available, require
+from tests.tiny_run import tiny_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
-#: A run of seconds per step on 2 cores (the shape of tests/loop's TINY): 2 steps of 1 problem x 2 rollouts, fast
-#: rounds before step 1 and after it (the policy reflects on its own traces), held-out eval after each step.
-TINY_RUN = {
-    "mode": "fst",
-    "env": {"name": "apps", "config": {"max_turns": 2, "validation_fraction": 0.25}, "pareto_split": "train",
-            "pareto_tasks": 2, "eval_split": "validation", "eval_tasks": 1},
-    "loop": {"max_steps": 2, "problems_per_step": 1, "group_size": 2, "fast_every": 1, "save_every": 1,
-             "eval_every": 1, "seed": 0},
-    "eval": {"samples_per_task": 1},
-    "rollout": {"sampling": {"temperature": 1.0, "max_new_tokens": 96}, "concurrency": 4, "max_batch_size": 4},
-    "slow": {"trl": {"learning_rate": 1.0e-3, "beta": 0.0, "activation_checkpointing": False}},
-    "fast": {"reflection": {"kind": "policy", "max_completion_tokens": 64},
-             "round": {"max_metric_calls": 4, "max_reflection_calls": 1, "minibatch_size": 1},
-             "sampling": {"top_k": 2}},
-    "metrics": {"report_to": [], "plots": False},
-}
+#: 2 steps of 1 problem x 2 rollouts, fast rounds before step 1 and after it (the policy reflects on its own
+#: traces), held-out eval after each step.
+TINY_RUN = tiny_config(
+    loop={"max_steps": 2, "fast_every": 1, "eval_every": 1},
+    metrics={"report_to": [], "plots": False},
+)
 
 
 def pytest_configure(config):
