@@ -24,7 +24,7 @@ from fst_agent.loop.checkpoint import (
     write_json_atomic,
 )
 from fst_agent.loop.config import EnvSection, RunConfig, parse_run_config, read_config_file
-from fst_agent.loop.evaluation import evaluate_contexts, kl_to_base
+from fst_agent.loop.evaluation import evaluate_contexts, evaluate_model, kl_to_base
 from fst_agent.loop.runtime import Runtime, load_model
 from fst_agent.policy.rollout import EpisodeSpec
 from fst_agent.types import Context, Task, Trajectory
@@ -156,11 +156,7 @@ def evaluate_run(run_dir: str | Path, *, env: str | None = None, samples: int | 
         t0 = time.perf_counter()
         trained, trajs = evaluate_contexts(runtime.run_specs, runtime.eval_engine(0), tasks, contexts,
                                            samples=samples, step=None)
-        base_engine = runtime.engine_for_model(base_model, 0)
-        try:
-            base, _ = evaluate_contexts(runtime.run_specs, base_engine, tasks, contexts, samples=samples, step=None)
-        finally:
-            runtime.loop.run(base_engine.queue.close())
+        base = evaluate_model(runtime, base_model, 0, tasks, contexts, samples=samples)
         kl = kl_to_base(trained_model, base_model, trajs) if path is not None else 0.0
         table = {
             "env": stage.env_name, "tasks": len(tasks), "samples_per_task": samples, "weights": what,

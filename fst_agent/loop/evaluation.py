@@ -72,16 +72,32 @@ def evaluate_contexts(
     step: int | None,
 ) -> tuple[dict[str, PassAtOne], list[Trajectory]]:
     """pass@1 of each labelled context on ``tasks`` (all episodes run concurrently through ``run_episodes(engine,
-    specs)``). Returns the results by label and every trajectory."""
+    specs)``). Labels whose contexts have the same text (the seed is still the best) run once and share the
+    result. Returns the results by label and every trajectory that ran."""
     specs: list[EpisodeSpec] = []
     spans: dict[str, tuple[int, int]] = {}
+    by_text: dict[str, tuple[int, int]] = {}
     for label, context in contexts.items():
-        start = len(specs)
-        specs.extend(eval_specs(tasks, context, samples, step=step))
-        spans[label] = (start, len(specs))
+        if context.text not in by_text:
+            start = len(specs)
+            specs.extend(eval_specs(tasks, context, samples, step=step))
+            by_text[context.text] = (start, len(specs))
+        spans[label] = by_text[context.text]
     trajectories = run_episodes(engine, specs) if specs else []
     results = {label: pass_at_one(contexts[label], trajectories[a:b]) for label, (a, b) in spans.items()}
     return results, trajectories
+
+
+def evaluate_model(runtime: Any, model: Any, stage_index: int, tasks: Sequence[Task],
+                   contexts: Mapping[str, Context], *, samples: int) -> dict[str, PassAtOne]:
+    """:func:`evaluate_contexts` with another model's weights (e.g. the frozen base) on a generator of its own,
+    closed afterwards; its episodes carry no step."""
+    engine = runtime.engine_for_model(model, stage_index)
+    try:
+        results, _ = evaluate_contexts(runtime.run_specs, engine, tasks, contexts, samples=samples, step=None)
+    finally:
+        runtime.loop.run(engine.queue.close())
+    return results
 
 
 @torch.no_grad()

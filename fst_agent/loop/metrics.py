@@ -87,9 +87,7 @@ class MetricsSink:
             try:
                 if name == "tensorboard":
                     writer.close()
-                elif name == "wandb":
-                    writer.finish()
-                else:
+                else:  # a wandb run and the trackio module both finish()
                     writer.finish()
             except Exception as exc:  # noqa: BLE001
                 log.warning("metrics.writer_close_failed", writer=name, error=str(exc))

@@ -77,6 +77,3 @@ class TaskSchedule:
             out.append(stage.train[self._epoch_order(stage, epoch)[i]])
         return out
 
-    def minibatch_pool(self, step: int) -> list[Task]:
-        """Training tasks the fast loop may reflect on at ``step`` (the current stage's)."""
-        return list(self.stage_of(step).train)

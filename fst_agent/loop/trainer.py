@@ -22,9 +22,7 @@ are the ones a single process would use.
 from __future__ import annotations
 
 import copy
-import json
 import random
-import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -53,7 +51,7 @@ from fst_agent.loop.checkpoint import (
 )
 from fst_agent.loop.config import RunConfig, dump_run_config, parse_run_config, read_config_file
 from fst_agent.loop.distributed import Ranks
-from fst_agent.loop.evaluation import PassAtOne, evaluate_contexts, kl_to_base
+from fst_agent.loop.evaluation import PassAtOne, evaluate_contexts, evaluate_model, kl_to_base
 from fst_agent.loop.metrics import TENSORBOARD_DIR, MetricsSink, truncate_metrics
 from fst_agent.loop.plots import write_plots
 from fst_agent.loop.progress import RunProgress
@@ -97,31 +95,30 @@ class RunSummary:
 
 class RolloutEvaluator:
     """:class:`fst_agent.fast.Evaluator` over the run's rollout engines: one episode per (context, task) pair,
-    all concurrently, stored in the trace store with ``purpose="fast"`` and the current step."""
+    all concurrently, stored in the trace store with ``purpose="fast"`` and the current step. Episodes run on
+    the engine (environment and its config) of the stage the fast round serves, ``stage_index``; a task of
+    another environment runs on that environment's engine."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.step = 0
+        self.stage_index = 0
 
     def evaluate(self, pairs: Sequence[tuple[Context, Task]]) -> list[Trajectory]:
-        if not pairs:
-            return []
-        stage = self.runtime.schedule.stage_of(max(self.step, 1))
-        engines = {self.runtime.schedule.stages[i].env_name: e for i, e in self.runtime.engines.items()}
-        by_engine: dict[int, list[int]] = {}
-        specs: list[EpisodeSpec] = []
-        for i, (context, task) in enumerate(pairs):
-            specs.append(EpisodeSpec(task=task, context=context, group_id=f"fast:{self.step}:{context.id}:{task.id}",
-                                     step=self.step, purpose="fast"))
-            engine = engines.get(task.env) or self.runtime.engines[stage.index]
-            by_engine.setdefault(id(engine), []).append(i)
-        out: list[Trajectory | None] = [None] * len(specs)
-        lookup = {id(e): e for e in self.runtime.engines.values()}
-        for key, indices in by_engine.items():
-            trajs = self.runtime.run_specs(lookup[key], [specs[i] for i in indices])
-            for i, t in zip(indices, trajs, strict=True):
-                out[i] = t
-        return [t for t in out if t is not None]
+        stages = self.runtime.schedule.stages
+        engine_of_env = {s.env_name: s.index for s in stages}
+        engine_of_env[stages[self.stage_index].env_name] = self.stage_index
+        specs = [EpisodeSpec(task=task, context=context, group_id=f"fast:{self.step}:{context.id}:{task.id}",
+                             step=self.step, purpose="fast") for context, task in pairs]
+        members: dict[int, list[int]] = {}
+        for i, spec in enumerate(specs):
+            members.setdefault(engine_of_env.get(spec.task.env, self.stage_index), []).append(i)
+        out: list[Trajectory] = [None] * len(specs)  # type: ignore[list-item]  # every slot is filled below
+        for index, rows in members.items():
+            trajs = self.runtime.run_specs(self.runtime.engines[index], [specs[i] for i in rows])
+            for i, traj in zip(rows, trajs, strict=True):
+                out[i] = traj
+        return out
 
 
 def policy_completion(runtime: Runtime) -> Any:
@@ -339,7 +336,7 @@ class FSTRun:
         if self.optimizer is None:
             return {}
         stage = self._stage_after(step)
-        self.evaluator.step = step
+        self.evaluator.step, self.evaluator.stage_index = step, stage.index
         t0 = time.perf_counter()
         # run_round re-scores first whatever the weight update made stale (report.rescore: how the ranking moved)
         report = self.optimizer.run_round(list(stage.train), list(stage.pareto), policy_version=self.policy_version(step),
@@ -395,12 +392,9 @@ class FSTRun:
         if not stage.eval:
             return {}
         t0 = time.perf_counter()
-        best, seed = self.best_context(), runtime.seed
-        contexts = {"best": best} if best.text == seed.text else {"best": best, "seed": seed}
+        contexts = {"best": self.best_context(), "seed": runtime.seed}
         results, trajs = evaluate_contexts(runtime.run_specs, runtime.eval_engine(stage.index), list(stage.eval),
                                            contexts, samples=cfg.eval.samples_per_task, step=step)
-        if "seed" not in results:
-            results["seed"] = results["best"]
         metrics = {f"eval/pass@1_{k}": v.pass_at_1 for k, v in results.items() if v.pass_at_1 is not None}
         metrics.update({f"eval/reward_{k}": v.mean_reward for k, v in results.items() if v.mean_reward is not None})
         if self.base_model is not None:
@@ -411,7 +405,7 @@ class FSTRun:
             metrics["eval/kl_to_base"] = 0.0  # frozen weights: the policy is the base
         metrics["eval/seconds"] = time.perf_counter() - t0
         record = {"step": step, "stage": stage.label, "env": stage.env_name, "weights": "current",
-                  "contexts": {k: {"id": contexts.get(k, seed).id, **v.to_dict()} for k, v in results.items()},
+                  "contexts": {k: {"id": contexts[k].id, **v.to_dict()} for k, v in results.items()},
                   "kl_to_base": metrics.get("eval/kl_to_base")}
         if final:
             record["table"] = self._two_by_two(stage, contexts, results)
@@ -428,14 +422,8 @@ class FSTRun:
         if self.mode == "gepa" or self.base_model is None:
             table["base"] = dict(table["trained"]) if self.mode == "gepa" else None
             return table
-        engine = self.runtime.engine_for_model(self.base_model, stage.index)
-        try:
-            base, _ = evaluate_contexts(self.runtime.run_specs, engine, list(stage.eval), contexts,
-                                        samples=self.config.eval.samples_per_task, step=None)
-        finally:
-            self.runtime.loop.run(engine.queue.close())
-        if "seed" not in base:
-            base["seed"] = base["best"]
+        base = evaluate_model(self.runtime, self.base_model, stage.index, list(stage.eval), contexts,
+                              samples=self.config.eval.samples_per_task)
         table["base"] = {k: base[k].pass_at_1 for k in ("seed", "best")}
         return table
 
@@ -551,8 +539,7 @@ class FSTRun:
                 self.pending_metrics.update(self.fast_round(0))
             for step in range(start + 1, cfg.loop.max_steps + 1):
                 t0 = time.perf_counter()
-                tasks = runtime.schedule.tasks_for_step(step, cfg.loop.problems_per_step)
-                trajs = runtime.loop.run(runtime.engine_for_step(step).run_groups(tasks, cfg.loop.group_size, step=step))
+                trajs = runtime.run_specs(runtime.engine_for_step(step), self.step_specs(step, cfg.loop.problems_per_step))
                 self.recent = trajs
                 metrics = {**self.pending_metrics, **self.step_metrics(trajs), "kl_to_base": 0.0,
                            "loop/rl_step_seconds": time.perf_counter() - t0}
@@ -572,17 +559,19 @@ class FSTRun:
         if self.mode != "gepa":
             self.runtime.set_policy_version(step)
         fast_due = self.mode != "rl" and step % cfg.loop.fast_every == 0 and step < cfg.loop.max_steps
-        eval_due = (cfg.loop.eval_every is not None and step % cfg.loop.eval_every == 0) or step == cfg.loop.max_steps \
-            or (len(self.runtime.schedule.stages) > 1 and step == self.runtime.schedule.stage_of(step).last_step)
+        periodic_eval = cfg.loop.eval_every is not None and step % cfg.loop.eval_every == 0 \
+            and step < cfg.loop.max_steps
+        stage_end = len(self.runtime.schedule.stages) > 1 and step == self.runtime.schedule.stage_of(step).last_step
+        eval_due = periodic_eval or stage_end or step == cfg.loop.max_steps  # the last step: the final evaluation
         if (fast_due or eval_due) and getattr(getattr(self, "trainer", None), "use_vllm", False):
             self._sync_vllm_weights(step)
         if fast_due:
             metrics.update(self.fast_round_everywhere(step))
         if not self.ranks.is_main:  # evaluation runs on the main process only
             return metrics
-        if cfg.loop.eval_every is not None and step % cfg.loop.eval_every == 0 and step < cfg.loop.max_steps:
+        if periodic_eval:
             metrics.update(self.evaluate(step))
-        if len(self.runtime.schedule.stages) > 1 and step == self.runtime.schedule.stage_of(step).last_step:
+        if stage_end:
             metrics.update(self.evaluate_stages(step))
         return metrics
 
@@ -627,7 +616,7 @@ class FSTRun:
         step = cfg.loop.max_steps
         metrics = self.evaluate(step, final=True)
         if metrics:
-            MetricsSink(self.run_dir).record(step, metrics)
+            self.sink.record(step, metrics)
         if self.optimizer is not None or self.mode == "gepa":
             self.population.save(self.run_dir / POPULATION_FILE)
             write_json_atomic(self.run_dir / "contexts.json", self.contexts_export())
@@ -637,8 +626,7 @@ class FSTRun:
     def contexts_export(self) -> dict[str, Any]:
         best = self.best_context()
         return {"best": {"id": best.id, "text": best.text}, "seed": {"id": "seed", "text": self.runtime.seed.text},
-                "population": json.loads((self.run_dir / POPULATION_FILE).read_text())
-                if (self.run_dir / POPULATION_FILE).is_file() else None}
+                "population": self.population.to_dict()}
 
 
 def vllm_generator(trainer: Any, runtime: Runtime, config: RunConfig) -> Any:
@@ -661,6 +649,3 @@ def _tuple_state(state: Any) -> Any:
     """random.getstate() after a JSON round trip (lists back to tuples)."""
     return (state[0], tuple(state[1]), state[2])
 
-
-def remove_run(run_dir: Path) -> None:  # used by tests and `probe` to start clean
-    shutil.rmtree(run_dir, ignore_errors=True)
