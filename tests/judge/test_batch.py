@@ -7,33 +7,12 @@ from __future__ import annotations
 import pytest
 
 from fst_agent.env.judge import Judge, JudgeConfig, JudgeItem, SolutionJob, judge_jobs, problem_checker
-from fst_agent.types import TestCase, VerdictKind
+from fst_agent.types import VerdictKind
+from tests.judge.verdicts import CE, MLE, OLE, PASS, RE, TLE, WA, call, kinds, stdin
 
 pytestmark = pytest.mark.bwrap
 
-PASS, WA, RE, TLE, MLE, OLE, CE = (
-    VerdictKind.PASS,
-    VerdictKind.WRONG_ANSWER,
-    VerdictKind.RUNTIME_ERROR,
-    VerdictKind.TIMEOUT,
-    VerdictKind.MEMORY_LIMIT,
-    VerdictKind.OUTPUT_LIMIT,
-    VerdictKind.COMPILE_ERROR,
-)
-
 ECHO = "print(input().upper())\n"
-
-
-def stdin(inp: str, out: str) -> TestCase:
-    return TestCase(kind="stdin", input=inp, expected=out)
-
-
-def call(args: list, out, fn: str = "solve") -> TestCase:  # noqa: ANN001
-    return TestCase(kind="functional", input=args, expected=out, fn_name=fn)
-
-
-def kinds(report) -> list[VerdictKind]:  # noqa: ANN001
-    return [v.kind for v in report.verdicts]
 
 
 def runs_of(reports) -> set[str]:  # noqa: ANN001

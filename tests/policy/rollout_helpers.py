@@ -74,34 +74,49 @@ QWEN25_TEMPLATE = """{%- if tools %}
 """
 
 
-@functools.lru_cache(maxsize=1)
-def chatml_tokenizer() -> Any:
-    """A small byte-level BPE with Qwen2.5's special/added tokens and its chat template (built in ~0.1 s)."""
+#: the added (non-special) tokens of Qwen2.5's chat format
+QWEN25_ADDED_TOKENS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>")
+
+
+def bpe_tokenizer_object(corpus: list[str], vocab_size: int) -> Any:
+    """A ``tokenizers.Tokenizer``: byte-level BPE (digits split) trained on ``corpus``, with Qwen2.5's special
+    and added tokens."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN25_ADDED_TOKENS])
+    return tok
+
+
+def hf_tokenizer(tok_object: Any, chat_template: str) -> Any:
+    """``tok_object`` as a transformers tokenizer with ChatML's EOS/pad and ``chat_template``."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=tok_object, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=chat_template)
+
+
+@functools.lru_cache(maxsize=1)
+def chatml_tokenizer() -> Any:
+    """A small byte-level BPE with Qwen2.5's special/added tokens and its chat template (built in ~0.1 s)."""
     corpus = [
         "n = int(input())\nprint(sum(map(int, input().split())))\n",
         "system user assistant tool status: ok (exit code 0, 0.01 s)\nstdout:\n6\n",
         'Let me compute it. {"name": "python", "arguments": {"code": "print(6*7)"}} submit answer',
         "A baker makes trays of rolls. How many are left? Use the python tool to compute, then call submit.",
     ] * 20
-    trainer = trainers.BpeTrainer(
-        vocab_size=500,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False)
-                    for t in ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"]])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=QWEN25_TEMPLATE)
+    return hf_tokenizer(bpe_tokenizer_object(corpus, vocab_size=500), QWEN25_TEMPLATE)
 
 
 def tiny_qwen2(tokenizer: Any, seed: int = 0, max_positions: int = 4096) -> Any:

@@ -21,42 +21,8 @@ from fst_agent.policy.chat import (
     parse_tool_calls,
 )
 from fst_agent.types import Message, ToolCall
-
-# The Qwen2.5-Instruct chat template, verbatim (tool calls in <tool_call>, tool results as <tool_response>
-# in a user turn).
-QWEN25_TEMPLATE = (
-    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0]['role'] == 'system' %}\n"
-    "        {{- messages[0]['content'] }}\n    {%- else %}\n"
-    "        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}\n    {%- endif %}\n"
-    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
-    "    {%- for tool in tools %}\n        {{- \"\\n\" }}\n        {{- tool | tojson }}\n    {%- endfor %}\n"
-    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
-    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": "
-    "<args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n{%- else %}\n"
-    "    {%- if messages[0]['role'] == 'system' %}\n"
-    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n    {%- else %}\n"
-    "        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-    "<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n"
-    "{%- for message in messages %}\n"
-    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
-    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
-    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
-    "    {%- elif message.role == \"assistant\" %}\n        {{- '<|im_start|>' + message.role }}\n"
-    "        {%- if message.content %}\n            {{- '\\n' + message.content }}\n        {%- endif %}\n"
-    "        {%- for tool_call in message.tool_calls %}\n            {%- if tool_call.function is defined %}\n"
-    "                {%- set tool_call = tool_call.function %}\n            {%- endif %}\n"
-    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n            {{- tool_call.name }}\n"
-    "            {{- '\", \"arguments\": ' }}\n            {{- tool_call.arguments | tojson }}\n"
-    "            {{- '}\\n</tool_call>' }}\n        {%- endfor %}\n        {{- '<|im_end|>\\n' }}\n"
-    "    {%- elif message.role == \"tool\" %}\n"
-    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
-    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n        {{- '\\n<tool_response>\\n' }}\n"
-    "        {{- message.content }}\n        {{- '\\n</tool_response>' }}\n"
-    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
-    "            {{- '<|im_end|>\\n' }}\n        {%- endif %}\n    {%- endif %}\n{%- endfor %}\n"
-    "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
-)
+from tests.policy.rollout_helpers import QWEN25_TEMPLATE, hf_tokenizer
+from tests.policy.rollout_helpers import bpe_tokenizer_object as bpe_tokenizer
 
 TOOLS = [
     {
@@ -94,39 +60,13 @@ def _trl_template(name: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def bpe_tokenizer_object():
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tok.decoder = decoders.ByteLevel()
     corpus = [
         "n = int(input())\nprint(sum(map(int, input().split())))\n",
         "system user assistant tool status: ok (exit code 0, 0.01 s)\nstdout:\n6\n",
         "Let me run the program on the example. public tests: 1/1 passed",
         json.dumps(TOOLS),
     ] * 20
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer)
-    tok.add_tokens(
-        [AddedToken(t, special=False, normalized=False)
-         for t in ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"]]
-    )
-    return tok
-
-
-def _hf(tok_object, template: str):
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok_object, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=template
-    )
+    return bpe_tokenizer(corpus, vocab_size=600)
 
 
 def _templates():
@@ -147,9 +87,9 @@ def tiny_tokenizer():
 @pytest.fixture(params=_templates())
 def fmt(request, bpe_tokenizer_object, tiny_tokenizer) -> ChatFormat:
     if request.param == "qwen2.5":
-        return ChatFormat(_hf(bpe_tokenizer_object, QWEN25_TEMPLATE))
+        return ChatFormat(hf_tokenizer(bpe_tokenizer_object, QWEN25_TEMPLATE))
     if request.param == "qwen3_training":
-        return ChatFormat(_hf(bpe_tokenizer_object, _trl_template("qwen3_training.jinja")))
+        return ChatFormat(hf_tokenizer(bpe_tokenizer_object, _trl_template("qwen3_training.jinja")))
     return ChatFormat(tiny_tokenizer)
 
 
@@ -294,7 +234,7 @@ def test_qwen3_inference_template_is_refused_clearly(bpe_tokenizer_object):
     if template is None:
         pytest.skip("TRL's qwen3.jinja is not installed")
     with pytest.raises(TemplateNotPrefixPreserving, match="changed the text before them"):
-        ChatFormat(_hf(bpe_tokenizer_object, template))
+        ChatFormat(hf_tokenizer(bpe_tokenizer_object, template))
 
 
 def test_template_rewriting_history_is_refused(bpe_tokenizer_object):
@@ -305,7 +245,7 @@ def test_template_rewriting_history_is_refused(bpe_tokenizer_object):
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
     )
     with pytest.raises(TemplateNotPrefixPreserving):
-        ChatFormat(_hf(bpe_tokenizer_object, template))
+        ChatFormat(hf_tokenizer(bpe_tokenizer_object, template))
 
 
 def test_tokenizer_without_template_is_refused(bpe_tokenizer_object):
@@ -323,7 +263,7 @@ def test_tokenizer_without_template_is_refused(bpe_tokenizer_object):
 
 @pytest.fixture(scope="module")
 def qfmt(bpe_tokenizer_object) -> ChatFormat:
-    return ChatFormat(_hf(bpe_tokenizer_object, QWEN25_TEMPLATE))
+    return ChatFormat(hf_tokenizer(bpe_tokenizer_object, QWEN25_TEMPLATE))
 
 
 def test_parse_good_call_with_thoughts(qfmt: ChatFormat):
